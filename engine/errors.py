@@ -15,6 +15,7 @@ Only the gateway maps codes to HTTP statuses, in one place.
     │   ├── InvalidPublicKeyError (invalid_public_key)
     │   ├── InvalidStreamNameError (invalid_stream_name)
     │   ├── MetadataTooLargeError (metadata_too_large)
+    │   ├── InvalidBanTargetError (invalid_ban_target)
     │   └── MessageTooLargeError (message_too_large)
     ├── CryptoError (crypto_error)
     │   ├── KeyFileError (key_file_error)
@@ -50,7 +51,8 @@ Only the gateway maps codes to HTTP statuses, in one place.
     │   ├── PeerBlacklistedError (peer_blacklisted)
     │   ├── NotConnectedError (peer_not_connected)
     │   ├── NotEstablishedError (peer_not_established)
-    │   └── PeerInCooldownError (peer_in_cooldown)
+    │   ├── PeerInCooldownError (peer_in_cooldown)
+    │   └── BanNotFoundError (ban_not_found)
     ├── HandshakeError (handshake_failed)
     │   ├── HandshakeTimeoutError (handshake_timeout)
     │   └── InvalidStateTransitionError (invalid_state_transition)
@@ -58,7 +60,8 @@ Only the gateway maps codes to HTTP statuses, in one place.
     ├── NodeStateError (node_state)
     │   └── NodeNotRunningError (node_not_running)
     └── StorageError (storage_error)
-        └── StorageUnavailableError (storage_unavailable)
+        ├── StorageUnavailableError (storage_unavailable)
+        └── ApiKeyNotFoundError (api_key_not_found)
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
+    "ApiKeyNotFoundError",
+    "BanNotFoundError",
     "CipherClosedError",
     "ConfigError",
     "ConnectionClosedError",
@@ -81,6 +86,7 @@ __all__ = [
     "HandshakeError",
     "HandshakeTimeoutError",
     "InsecureKeyFileError",
+    "InvalidBanTargetError",
     "InvalidInputError",
     "InvalidMultiaddrError",
     "InvalidPeerIdError",
@@ -187,6 +193,12 @@ class MetadataTooLargeError(InvalidInputError):
     """Peer metadata exceeds the configured maximum size."""
 
     code = "metadata_too_large"
+
+
+class InvalidBanTargetError(InvalidInputError):
+    """A blacklist target is neither a peer id nor an IP address / CIDR network."""
+
+    code = "invalid_ban_target"
 
 
 class MessageTooLargeError(InvalidInputError):
@@ -434,6 +446,12 @@ class PeerInCooldownError(PeerError):
     code = "peer_in_cooldown"
 
 
+class BanNotFoundError(PeerError):
+    """The peer id or CIDR is not on the blacklist."""
+
+    code = "ban_not_found"
+
+
 class HandshakeError(GlueberryError):
     """The Glueberry handshake failed."""
 
@@ -483,6 +501,12 @@ class StorageUnavailableError(StorageError):
     """The storage backend cannot be reached."""
 
     code = "storage_unavailable"
+
+
+class ApiKeyNotFoundError(StorageError):
+    """No API key with this id exists for the local node."""
+
+    code = "api_key_not_found"
 
 
 def all_error_classes() -> list[type[GlueberryError]]:
