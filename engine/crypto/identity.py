@@ -263,4 +263,3 @@ class Identity:
         ident = cls.generate()
         ident.save(target)
         return ident
-

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from engine.errors import CryptoError
 
-__all__ = ["SecretBytes", "secure_zero"]
+__all__ = ["SecretBytes", "scrub_bytes", "secure_zero"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +40,37 @@ def secure_zero(buf: bytearray | memoryview) -> None:
         ctypes.memset(addr, 0, n)
     finally:
         view.release()
+
+
+# Offset of the character array inside a CPython ``bytes`` object (``ob_sval``); the
+# object header is ``__basicsize__ - 1`` bytes long (the trailing NUL is counted in it).
+_BYTES_DATA_OFFSET = bytes.__basicsize__ - 1
+
+
+def scrub_bytes(data: bytes) -> bool:
+    """Best effort: overwrite the contents of an immutable ``bytes`` object with zeros.
+
+    Some APIs (``hashlib``, ``cryptography``'s ``exchange`` and ``derive``) hand secrets
+    back as ``bytes``. When the caller holds the *only* reference to such a freshly made
+    object, nothing else can observe it, so zeroing it in place removes one lingering copy.
+    The function refuses (returns ``False``) unless that is the case: not CPython, not
+    exactly ``bytes``, shorter than two bytes (interned singletons), or referenced
+    elsewhere. Never call it on a ``bytes`` object that may be shared (constants,
+    dictionary keys, anything hashed).
+
+    Args:
+        data: the object to scrub; the caller must drop its reference afterwards.
+
+    Returns:
+        Whether the bytes were zeroed.
+    """
+    if sys.implementation.name != "cpython" or type(data) is not bytes or len(data) < 2:
+        return False
+    # References: the caller's variable, this function's argument, getrefcount's argument.
+    if sys.getrefcount(data) > 3:
+        return False
+    ctypes.memset(id(data) + _BYTES_DATA_OFFSET, 0, len(data))
+    return True
 
 
 class _Libc:
