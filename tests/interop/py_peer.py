@@ -13,6 +13,7 @@ exchange and sink protocols are described in :mod:`tests.helpers.exchange`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,12 +27,10 @@ from typing import Any
 
 import multiaddr
 import trio
-
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.host.ping import ID as PING_ID
 from libp2p.host.ping import PingService
 from libp2p.identity.identify.identify import ID as IDENTIFY_ID
 from libp2p.identity.identify.pb.identify_pb2 import Identify as IdentifyMsg
@@ -356,10 +355,8 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         trio.run(main)
-    except KeyboardInterrupt:
-        pass
     # py-libp2p may leave background threads behind; do not wait for them.
     sys.stdout.flush()
     os._exit(0)
