@@ -240,20 +240,17 @@ class FrameDecoder:
                 return out
         # Fast path: frames are parsed and sliced directly from ``data``.
         parse = self._parse_header
+        max_p = self._max_p
         while pos < n:
             first = data[pos]
-            if first < 0x80 and pos + 1 < n and data[pos + 1] < 0x80:
-                # Both lengths are one byte (payloads < 127): the common small frame.
-                m_len = first
-                p_len = data[pos + 1]
-                if m_len != p_len + 1:
-                    # Let the general parser produce the precise error.
-                    parse(data, pos, n)
-                    raise MalformedFrameError("inconsistent frame lengths")  # pragma: no cover
-                if p_len > self._max_p:
-                    raise FrameTooLargeError(p_len, self._max_p)
+            if first < 0x80 and pos + 1 < n:
+                second = data[pos + 1]
+            else:
+                second = 0x80
+            if second < 0x80 and first == second + 1 and second <= max_p:
+                # Fast path: both lengths are valid one-byte varints (payload < 127 bytes).
                 p_start = pos + 2
-                p_end = p_start + p_len
+                p_end = p_start + second
             else:
                 header = parse(data, pos, n)
                 if header is None:

@@ -3,7 +3,8 @@
 A peer id is the identity multihash (code 0x00) of the protobuf-encoded public key
 ``PublicKey{Type=Ed25519(1), Data=<32 bytes>}``, rendered in base58btc (``12D3KooW...``).
 Identity key files hold the libp2p protobuf-encoded *private* key (type 1, data =
-seed || public key, 64 bytes), the format go-libp2p and py-libp2p write; they are created
+seed || public key, 64 bytes), the format go-libp2p writes; files with data = seed alone
+(32 bytes, as py-libp2p writes them) are read too. Key files are created
 0600 and refused when group- or world-readable.
 """
 
@@ -20,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from engine.crypto.secret import SecretBytes
+from engine.crypto.secret import SecretBytes, secure_zero
 from engine.errors import (
     InsecureKeyFileError,
     InvalidPeerIdError,
@@ -36,6 +37,9 @@ _ED25519_LEN = 32
 _PUBKEY_PROTO_PREFIX = bytes([0x08, _KEY_TYPE_ED25519, 0x12, _ED25519_LEN])
 # Header of PrivateKey{Type: 1, Data: <64 bytes>}.
 _PRIVKEY_PROTO_PREFIX = bytes([0x08, _KEY_TYPE_ED25519, 0x12, 64])
+# Header of PrivateKey{Type: 1, Data: <32-byte seed>} (py-libp2p's serialisation).
+_SEED_PROTO_PREFIX = bytes([0x08, _KEY_TYPE_ED25519, 0x12, _ED25519_LEN])
+_MAX_KEY_FILE = 256
 # Identity multihash of a 36-byte key: code 0x00, length 0x24.
 _MULTIHASH_PREFIX = bytes([0x00, len(_PUBKEY_PROTO_PREFIX) + _ED25519_LEN])
 _MAX_PEER_ID_TEXT = 128
@@ -214,7 +218,7 @@ class Identity:
         except OSError as exc:
             raise KeyFileError(f"cannot write identity key file {target}: {exc.strerror}") from exc
         finally:
-            buf[:] = bytes(len(buf))
+            secure_zero(buf)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:
@@ -237,22 +241,32 @@ class Identity:
                     f"it must not be accessible by group or others (run: chmod 600 {target})",
                     details={"path": str(target), "mode": f"{stat.S_IMODE(mode):04o}"},
                 )
-            data = bytearray(os.read(fd, 256))
+            # Read straight into a buffer we can zero (os.read would return immutable bytes).
+            data = bytearray(_MAX_KEY_FILE + 1)
+            try:
+                size = os.readv(fd, [data])
+            except OSError as exc:
+                secure_zero(data)
+                raise KeyFileError(
+                    f"cannot read identity key file {target}: {exc.strerror}"
+                ) from exc
         finally:
             os.close(fd)
         try:
-            if len(data) != len(_PRIVKEY_PROTO_PREFIX) + 64 or not data.startswith(
-                _PRIVKEY_PROTO_PREFIX
-            ):
-                raise KeyFileError(f"identity key file {target} is not an Ed25519 libp2p key")
             body = len(_PRIVKEY_PROTO_PREFIX)
+            if size == body + 2 * _ED25519_LEN and data.startswith(_PRIVKEY_PROTO_PREFIX):
+                stored_public: bytes | None = bytes(data[body + _ED25519_LEN : size])
+            elif size == body + _ED25519_LEN and data.startswith(_SEED_PROTO_PREFIX):
+                stored_public = None
+            else:
+                raise KeyFileError(f"identity key file {target} is not an Ed25519 libp2p key")
             ident = cls(SecretBytes(data[body : body + _ED25519_LEN]))
-            if ident.public_key != bytes(data[body + _ED25519_LEN :]):
+            if stored_public is not None and ident.public_key != stored_public:
                 ident.close()
                 raise KeyFileError(f"identity key file {target} is corrupt (public key mismatch)")
             return ident
         finally:
-            data[:] = bytes(len(data))
+            secure_zero(data)
 
     @classmethod
     def load_or_create(cls, path: str | os.PathLike[str]) -> Identity:
