@@ -243,10 +243,7 @@ class FrameDecoder:
         max_p = self._max_p
         while pos < n:
             first = data[pos]
-            if first < 0x80 and pos + 1 < n:
-                second = data[pos + 1]
-            else:
-                second = 0x80
+            second = data[pos + 1] if first < 0x80 and pos + 1 < n else 0x80
             if second < 0x80 and first == second + 1 and second <= max_p:
                 # Fast path: both lengths are valid one-byte varints (payload < 127 bytes).
                 p_start = pos + 2
