@@ -160,7 +160,9 @@ class FrameDecoder:
                 ``limit`` are set; for the outer length the limit is the largest valid
                 ``len(M)``).
             MalformedFrameError: bad varint, empty ``M``, or lengths that disagree.
-            Either error is raised again by every later call: the decoder is failed.
+            Either error is raised again by every later call: the decoder is failed, and
+            payloads completed earlier in the same chunk are discarded with it (the
+            stream must be reset anyway).
         """
         if self._error is not None:
             raise _again(self._error)
