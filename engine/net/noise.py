@@ -677,6 +677,14 @@ class NoiseChannel:
         except (OSError, RuntimeError) as exc:
             raise ConnectionClosedError("connection failed") from exc
 
+    def unread(self, data: bytes) -> None:
+        """Push decrypted bytes back: the next :meth:`read` returns them first.
+
+        Used for bytes a negotiation read past its last line.
+        """
+        if data:
+            self._pending.appendleft(data)
+
     def abort(self) -> None:
         """Close the TCP connection at once (RST when possible), discarding buffers."""
         self._closed = True
