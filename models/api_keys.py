@@ -132,9 +132,28 @@ class ApiKeyRepository:
             self.flush, flush_interval, name=f"glueberry-apikey-flush-{self._local[-8:]}"
         )
 
+    @property
+    def local_peer_id(self) -> str:
+        """The local node's peer id text (the scope of every row)."""
+        return self._local
+
+    @property
+    def pending_count(self) -> int:
+        """Keys with a ``last_used_at`` not yet written."""
+        return len(self._pending)
+
+    @property
+    def flush_rounds(self) -> int:
+        """Rounds the flush task has completed."""
+        return self._flusher.rounds
+
     async def start(self) -> None:
         """Start the periodic ``last_used_at`` flush (idempotent)."""
         self._flusher.start()
+
+    async def wait_flushed(self, rounds: int = 1) -> None:
+        """Wait until the flush task completed ``rounds`` rounds (wrap in a timeout)."""
+        await self._flusher.wait_flushed(rounds)
 
     async def close(self) -> None:
         """Stop the flush task and write pending ``last_used_at`` values."""
