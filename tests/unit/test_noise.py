@@ -393,3 +393,25 @@ async def test_handshake_peer_hangs_up() -> None:
     writer.close()
     server.close()
     await server.wait_closed()
+
+
+@given(
+    st.lists(st.binary(max_size=3000), min_size=1, max_size=8),
+    st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=20),
+)
+def test_any_writes_any_chunking_round_trip(writes: list[bytes], cuts: list[int]) -> None:
+    a, b = _TRANSPORTS
+    wire = b"".join(a.encrypt(w) for w in writes)
+    got: list[bytes] = []
+    pos = 0
+    for cut in cuts * (len(wire) // max(1, sum(cuts)) + 1):
+        if pos >= len(wire):
+            break
+        got += b.receive_data(wire[pos : pos + cut])
+        pos += cut
+    got += b.receive_data(wire[pos:])
+    assert b"".join(got) == b"".join(writes)
+    assert b.buffered == 0
+
+
+_TRANSPORTS = transports()
