@@ -1,0 +1,172 @@
+"""FastAPI dependencies as ``Annotated`` aliases: state, node, authentication, scopes.
+
+Authentication and rate limiting happen together, in :func:`authenticate`:
+
+- a request with a valid API key takes a token from that key's bucket;
+- a request without a key, or with an invalid one, takes a token from its client IP's
+  bucket first (so guessing keys is rate limited too), then gets 401.
+
+The decision is stored on ``request.state.rate_decision`` for the ``RateLimit-*``
+headers; a refused request gets 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import Principal, Scope, forbidden, principal_from_record, unauthorized
+from api.errors import ApiError
+from api.ratelimit import RateDecision, rate_limit_headers
+from api.state import GatewayState
+from engine.crypto.identity import PeerId
+from engine.errors import NodeNotRunningError
+
+__all__ = [
+    "Admin",
+    "Gateway",
+    "Limit",
+    "Monitor",
+    "NodeDep",
+    "Authenticated",
+    "Offset",
+    "PeerIdPath",
+    "PeersWrite",
+    "StreamsSend",
+    "authenticate",
+    "client_ip",
+    "get_gateway",
+    "require",
+]
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="An API key created with `glueberry apikey create`.",
+)
+
+
+def get_gateway(request: Request) -> GatewayState:
+    """The app's :class:`GatewayState`."""
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+Gateway = Annotated[GatewayState, Depends(get_gateway)]
+
+
+def get_node(gateway: Gateway) -> Any:
+    """The engine node.
+
+    Raises:
+        NodeNotRunningError: no node is attached (mapped to 503).
+    """
+    if gateway.node is None:
+        raise NodeNotRunningError("no node is attached to this gateway")
+    return gateway.node
+
+
+NodeDep = Annotated[Any, Depends(get_node)]
+
+
+def client_ip(request: Request) -> str:
+    """The client's address (uvicorn applies trusted proxy headers before this)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _too_many(decision: RateDecision, kind: str) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        "too many requests; retry later",
+        details={"retry_after": round(decision.retry_after, 3), "bucket": kind},
+        headers=rate_limit_headers(decision),
+    )
+
+
+async def _charge(request: Request, gateway: GatewayState, kind: str, key: str) -> None:
+    settings = gateway.settings
+    if not settings.rate_limit_enabled:
+        return
+    if kind == "key":
+        rate, burst = settings.rate_limit_per_key, settings.rate_limit_burst_per_key
+    else:
+        rate, burst = settings.rate_limit_per_ip, settings.rate_limit_burst_per_ip
+    decision = await gateway.limiter.hit(f"{kind}:{key}", rate, burst)
+    request.state.rate_decision = decision
+    if not decision.allowed:
+        gateway.metrics.rate_limited.labels(kind).inc()
+        raise _too_many(decision, kind)
+
+
+async def authenticate(
+    request: Request,
+    gateway: Gateway,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    """Identify the caller from ``Authorization: Bearer <key>`` and charge its bucket.
+
+    Raises:
+        ApiError: 401 without a valid key, 429 over the rate limit.
+    """
+    header = request.headers.get("authorization")
+    token = credentials.credentials if credentials is not None else None
+    record = None
+    if token and gateway.api_keys is not None:
+        record = await gateway.api_keys.verify(token)
+    if record is None:
+        await _charge(request, gateway, "ip", client_ip(request))
+        if header is not None and token is None:
+            raise unauthorized("the Authorization header must be 'Bearer <API key>'")
+        raise unauthorized()
+    principal = principal_from_record(record)
+    await _charge(request, gateway, "key", principal.key_id)
+    return principal
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates and demands ``scope`` (``admin`` has every scope)."""
+
+    async def dependency(
+        principal: Annotated[Principal, Depends(authenticate)],
+    ) -> Principal:
+        if not principal.allows(scope):
+            raise forbidden(scope)
+        return principal
+
+    dependency.__name__ = f"require_{scope.value.replace(':', '_')}"
+    return dependency
+
+
+Authenticated = Annotated[Principal, Depends(authenticate)]
+Monitor = Annotated[Principal, Depends(require(Scope.MONITOR))]
+PeersWrite = Annotated[Principal, Depends(require(Scope.PEERS_WRITE))]
+StreamsSend = Annotated[Principal, Depends(require(Scope.STREAMS_SEND))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Index of the first item.")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (at most 1000).")]
+
+
+def peer_id_path(
+    peer_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=128,
+            description="libp2p peer id (12D3KooW...).",
+            examples=["12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"],
+        ),
+    ],
+) -> PeerId:
+    """The ``{peer_id}`` path parameter, parsed.
+
+    Raises:
+        InvalidPeerIdError: not a valid peer id (mapped to 422).
+    """
+    return PeerId.from_string(peer_id)
+
+
+PeerIdPath = Annotated[PeerId, Depends(peer_id_path)]

@@ -1,0 +1,183 @@
+"""Prometheus metrics of one gateway app: its own registry, never the global one.
+
+HTTP metrics are recorded by :class:`MetricsMiddleware` (labelled by route template, not
+raw path, so peer ids do not explode label cardinality). Engine figures are read at
+scrape time by :class:`EngineCollector` from the node's public API, so the engine needs no
+Prometheus dependency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["EngineCollector", "GatewayMetrics", "MetricsMiddleware"]
+
+
+class GatewayMetrics:
+    """The gateway's metric objects, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "glueberry_http_requests",
+            "HTTP requests served, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "glueberry_http_request_duration_seconds",
+            "HTTP request latency by method and route template.",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "glueberry_http_rate_limited",
+            "Requests refused with 429, by bucket kind (key or ip).",
+            ["kind"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "glueberry_http_auth_failures",
+            "Requests refused with 401 or 403.",
+            ["status"],
+            registry=registry,
+        )
+        self.loop_lag = Gauge(
+            "glueberry_event_loop_lag_seconds",
+            "Latest measured event-loop lag.",
+            registry=registry,
+        )
+        self.retained_messages = Gauge(
+            "glueberry_gateway_retained_messages",
+            "Received messages held for long-poll readers.",
+            registry=registry,
+        )
+
+
+def _route_template(scope: Scope) -> str:
+    # The router stores the matched route in the scope; its template (not the raw path)
+    # keeps label cardinality bounded.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class MetricsMiddleware:
+    """Count and time every HTTP request (pure ASGI, no body buffering)."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            method = str(scope.get("method", ""))
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            if status in (401, 403):
+                self.metrics.auth_failures.labels(str(status)).inc()
+
+
+class EngineCollector(Collector):
+    """Engine figures read from the node at scrape time.
+
+    Args:
+        node_getter: returns the node (or ``None`` before it exists).
+    """
+
+    def __init__(self, node_getter: Callable[[], Any]) -> None:
+        self._node_getter = node_getter
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the engine metric families."""
+        node = self._node_getter()
+        if node is None:
+            return
+        up = GaugeMetricFamily("glueberry_node_running", "1 when the node is running.")
+        up.add_metric([], 1.0 if bool(getattr(node, "running", False)) else 0.0)
+        yield up
+        connected = GaugeMetricFamily("glueberry_connected_peers", "Connected peers.")
+        try:
+            connected.add_metric([], float(len(node.connected_peers())))
+        except Exception:
+            connected.add_metric([], 0.0)
+        yield connected
+        try:
+            stats = node.all_stats()
+        except Exception:
+            stats = {}
+        messages = CounterMetricFamily(
+            "glueberry_messages",
+            "Messages by direction (all peers, all streams).",
+            labels=["direction"],
+        )
+        payload = CounterMetricFamily(
+            "glueberry_message_bytes", "Payload bytes by direction.", labels=["direction"]
+        )
+        decrypt = CounterMetricFamily(
+            "glueberry_decryption_errors", "Frames that failed to decrypt (all peers)."
+        )
+        totals = {"in": 0, "out": 0}
+        byte_totals = {"in": 0, "out": 0}
+        decrypt_total = 0
+        for peer_stats in stats.values():
+            for stream_stats in _stream_stats(peer_stats):
+                totals["in"] += int(_field(stream_stats, "messages_in"))
+                totals["out"] += int(_field(stream_stats, "messages_out"))
+                byte_totals["in"] += int(_field(stream_stats, "bytes_in"))
+                byte_totals["out"] += int(_field(stream_stats, "bytes_out"))
+            decrypt_total += int(_field(peer_stats, "decryption_errors"))
+        for direction in ("in", "out"):
+            messages.add_metric([direction], float(totals[direction]))
+            payload.add_metric([direction], float(byte_totals[direction]))
+        decrypt.add_metric([], float(decrypt_total))
+        yield messages
+        yield payload
+        yield decrypt
+        try:
+            health = node.health()
+        except Exception:
+            health = {}
+        tasks = health.get("tasks") if isinstance(health, dict) else None
+        if isinstance(tasks, int | float):
+            family = GaugeMetricFamily("glueberry_engine_tasks", "Tasks owned by the engine.")
+            family.add_metric([], float(tasks))
+            yield family
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, 0) or 0
+    return getattr(obj, name, 0) or 0
+
+
+def _stream_stats(peer_stats: Any) -> list[Any]:
+    streams = _field(peer_stats, "streams")
+    if isinstance(streams, dict):
+        return list(streams.values())
+    if isinstance(streams, list | tuple):
+        return list(streams)
+    return []
