@@ -68,6 +68,8 @@ class Page(BaseModel, Generic[T]):
 class OperationResult(BaseModel):
     """Outcome of an operation with nothing else to return."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True, "persisted": True}]})
+
     ok: bool = True
     persisted: bool = Field(
         default=False, description="True when the change was written to the database."
@@ -110,6 +112,21 @@ class NodeInfo(BaseModel):
 
 class ConnectionStatus(BaseModel):
     """A peer's connection state machine, as seen now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "state": "established",
+                    "reconnect_attempts": 0,
+                    "next_retry_at": None,
+                    "is_outbound": True,
+                    "connected_since": 1764100000.0,
+                    "cooldown_until": None,
+                }
+            ]
+        }
+    )
 
     state: str = Field(
         description="disconnected, connecting, connected, established, reconnecting, cooldown",
@@ -162,6 +179,33 @@ class PeerUpdate(_Strict):
 class PeerPublic(BaseModel):
     """An address-book entry with its live connection status."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "peer_id": PEER_ID_EXAMPLE,
+                    "addrs": [ADDR_EXAMPLE],
+                    "metadata": {"name": "alice"},
+                    "public_key": None,
+                    "first_seen": 1764100000.0,
+                    "last_seen": 1764100100.0,
+                    "connect_count": 1,
+                    "created_at": 1764100000.0,
+                    "updated_at": 1764100000.0,
+                    "blacklisted": False,
+                    "connection": {
+                        "state": "established",
+                        "reconnect_attempts": 0,
+                        "next_retry_at": None,
+                        "is_outbound": True,
+                        "connected_since": 1764100000.0,
+                        "cooldown_until": None,
+                    },
+                }
+            ]
+        }
+    )
+
     peer_id: str
     addrs: list[str]
     metadata: dict[str, str]
@@ -177,6 +221,36 @@ class PeerPublic(BaseModel):
 
 class PeerResult(BaseModel):
     """A changed peer and whether the change is durable."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "peer": {
+                        "peer_id": PEER_ID_EXAMPLE,
+                        "addrs": [ADDR_EXAMPLE],
+                        "metadata": {"name": "alice"},
+                        "public_key": None,
+                        "first_seen": 1764100000.0,
+                        "last_seen": 1764100100.0,
+                        "connect_count": 1,
+                        "created_at": 1764100000.0,
+                        "updated_at": 1764100000.0,
+                        "blacklisted": False,
+                        "connection": {
+                            "state": "established",
+                            "reconnect_attempts": 0,
+                            "next_retry_at": None,
+                            "is_outbound": True,
+                            "connected_since": 1764100000.0,
+                            "cooldown_until": None,
+                        },
+                    },
+                    "persisted": True,
+                }
+            ]
+        }
+    )
 
     peer: PeerPublic
     persisted: bool = Field(description="True: written to the database before answering.")
@@ -195,6 +269,29 @@ class ConnectRequest(_Strict):
 
 class ConnectionList(BaseModel):
     """Peers with a live connection."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "peer_id": PEER_ID_EXAMPLE,
+                            **{
+                                "state": "established",
+                                "reconnect_attempts": 0,
+                                "next_retry_at": None,
+                                "is_outbound": True,
+                                "connected_since": 1764100000.0,
+                                "cooldown_until": None,
+                            },
+                        }
+                    ],
+                    "total": 1,
+                }
+            ]
+        }
+    )
 
     items: list[dict[str, Any]] = Field(
         description="One object per connected peer: peer_id plus its ConnectionStatus fields."
@@ -250,6 +347,20 @@ class BanCreate(BanOptions):
 class BanPublic(BaseModel):
     """One blacklist entry."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "target": "10.0.0.0/8",
+                    "kind": "cidr",
+                    "reason": "abuse",
+                    "created_at": 1764100000.0,
+                    "expires_at": 1764103600.0,
+                }
+            ]
+        }
+    )
+
     target: str
     kind: Literal["peer", "cidr"]
     reason: str
@@ -259,6 +370,23 @@ class BanPublic(BaseModel):
 
 class BanResult(BaseModel):
     """A created ban and whether it is durable."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ban": {
+                        "target": "10.0.0.0/8",
+                        "kind": "cidr",
+                        "reason": "abuse",
+                        "created_at": 1764100000.0,
+                        "expires_at": 1764103600.0,
+                    },
+                    "persisted": True,
+                }
+            ]
+        }
+    )
 
     ban: BanPublic
     persisted: bool
@@ -303,6 +431,8 @@ class MessageCreate(_Strict):
 
 class SendResult(BaseModel):
     """A sent message."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"sent": True, "bytes": 5}]})
 
     sent: bool = True
     bytes: int = Field(description="Payload size.")
@@ -379,6 +509,29 @@ class HandshakeMessageCreate(MessageCreate):
 class PeerStatsPublic(BaseModel):
     """Statistics of one peer."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "peer_id": PEER_ID_EXAMPLE,
+                    "stats": {
+                        "streams": {
+                            "messages": {
+                                "messages_in": 3,
+                                "messages_out": 2,
+                                "bytes_in": 15,
+                                "bytes_out": 10,
+                            }
+                        },
+                        "connect_count": 1,
+                        "ping_rtt": 0.0004,
+                        "decryption_errors": 0,
+                    },
+                }
+            ]
+        }
+    )
+
     peer_id: str
     stats: dict[str, Any]
 
@@ -386,12 +539,56 @@ class PeerStatsPublic(BaseModel):
 class StatsPublic(BaseModel):
     """Statistics of every tracked peer."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "peers": [
+                        {
+                            "peer_id": PEER_ID_EXAMPLE,
+                            "stats": {
+                                "streams": {
+                                    "messages": {
+                                        "messages_in": 3,
+                                        "messages_out": 2,
+                                        "bytes_in": 15,
+                                        "bytes_out": 10,
+                                    }
+                                },
+                                "connect_count": 1,
+                                "ping_rtt": 0.0004,
+                                "decryption_errors": 0,
+                            },
+                        }
+                    ],
+                    "total": 1,
+                }
+            ]
+        }
+    )
+
     peers: list[PeerStatsPublic]
     total: int
 
 
 class EventPublic(BaseModel):
     """One connection event."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "peer_id": PEER_ID_EXAMPLE,
+                    "state": "established",
+                    "previous_state": "connected",
+                    "timestamp": 1764100000.0,
+                    "error_code": None,
+                    "error_message": None,
+                }
+            ]
+        }
+    )
 
     id: int
     peer_id: str
@@ -404,6 +601,28 @@ class EventPublic(BaseModel):
 
 class EventPage(BaseModel):
     """Connection events after a cursor."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "id": 7,
+                            "peer_id": PEER_ID_EXAMPLE,
+                            "state": "established",
+                            "previous_state": "connected",
+                            "timestamp": 1764100000.0,
+                            "error_code": None,
+                            "error_message": None,
+                        }
+                    ],
+                    "next_cursor": 7,
+                    "gap": False,
+                }
+            ]
+        }
+    )
 
     events: list[EventPublic]
     next_cursor: int
@@ -426,6 +645,14 @@ class TicketCreate(_Strict):
 class TicketPublic(BaseModel):
     """A single-use ticket for ``?ticket=`` on WebSocket/EventSource routes."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"ticket": "gbt_3q2-7wXc...", "expires_at": 1764100030.0, "scopes": ["monitor"]}
+            ]
+        }
+    )
+
     ticket: str
     expires_at: float
     scopes: list[Scope]
@@ -436,6 +663,8 @@ class TicketPublic(BaseModel):
 
 class HealthStatus(BaseModel):
     """Liveness."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 
     status: Literal["ok"] = "ok"
 

@@ -49,6 +49,7 @@ async def readyz(gateway: Gateway) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
+    openapi_extra={"security": [{"HTTPBearer": []}]},
     responses={
         200: {"content": {"text/plain": {"example": "glueberry_connected_peers 1.0\n"}}},
         **error_responses(401, 403, 429),
