@@ -281,8 +281,8 @@ class FrameDecoder:
             pending += memoryview(data)[:take]
             header = self._parse_header(pending, 0, len(pending))
             if header is None:
-                # Impossible with MAX_HEADER_SIZE bytes (the parser would have raised), so
-                # all of ``data`` fitted in the header.
+                if take < n:  # pragma: no cover - two varints never exceed 20 bytes
+                    raise MalformedFrameError("frame header longer than 20 bytes")
                 return n
             self._header_end, self._frame_end = header
             if len(pending) >= self._frame_end:

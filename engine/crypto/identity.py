@@ -21,8 +21,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from engine.crypto.secret import SecretBytes, secure_zero
+from engine.crypto.secret import SecretBytes, scrub_bytes, secure_zero
 from engine.errors import (
+    CryptoError,
     InsecureKeyFileError,
     InvalidPeerIdError,
     InvalidPublicKeyError,
@@ -144,8 +145,9 @@ class Identity:
     """A node's Ed25519 identity: the private key (held in :class:`SecretBytes`) and peer id.
 
     Use :meth:`generate`, :meth:`from_seed`, :meth:`load` or :meth:`load_or_create`.
-    ``close()`` zeroes the seed copy we hold (OpenSSL keeps its own copy inside the key
-    object until it is garbage collected; see docs/security.md).
+    ``close()`` zeroes the seed copy we hold and drops the OpenSSL key object (which
+    clears its own copy when it is garbage collected; see docs/security.md); signing is
+    refused afterwards. An identity is a context manager.
     """
 
     __slots__ = ("_key", "_public", "_seed", "peer_id")
@@ -155,8 +157,9 @@ class Identity:
         if len(self._seed) != _ED25519_LEN:
             raise KeyFileError("Ed25519 seed must be 32 bytes")
         with self._seed.view() as view:
-            self._key = Ed25519PrivateKey.from_private_bytes(view)
-        self._public = self._key.public_key().public_bytes(
+            key = Ed25519PrivateKey.from_private_bytes(view)
+        self._key: Ed25519PrivateKey | None = key
+        self._public = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
         self.peer_id = PeerId.from_public_key(self._public)
@@ -164,7 +167,10 @@ class Identity:
     @classmethod
     def generate(cls) -> Identity:
         """A fresh random identity."""
-        return cls(SecretBytes(os.urandom(_ED25519_LEN)))
+        raw = os.urandom(_ED25519_LEN)
+        seed = SecretBytes(raw)
+        scrub_bytes(raw)
+        return cls(seed)
 
     @classmethod
     def from_seed(cls, seed: bytes) -> Identity:
@@ -181,13 +187,35 @@ class Identity:
         """The 32-byte private seed (a secret; do not log or copy it)."""
         return self._seed
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._key is None
+
     def sign(self, data: bytes) -> bytes:
-        """Ed25519 signature of ``data``."""
-        return self._key.sign(data)
+        """Ed25519 signature of ``data``.
+
+        Raises:
+            CryptoError: the identity was closed.
+        """
+        key = self._key
+        if key is None:
+            raise CryptoError("identity was closed")
+        return key.sign(data)
 
     def close(self) -> None:
-        """Zero the seed copy held by this identity."""
+        """Zero the seed copy held by this identity and drop the signing key. Idempotent."""
+        self._key = None
         self._seed.close()
+
+    def __enter__(self) -> Identity:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Identity {self.peer_id}{' closed' if self._key is None else ''}>"
 
     # -- key files ---------------------------------------------------------------------
 

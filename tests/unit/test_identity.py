@@ -20,6 +20,7 @@ from engine.crypto.identity import (
     encode_public_key_proto,
 )
 from engine.errors import (
+    CryptoError,
     InsecureKeyFileError,
     InvalidPeerIdError,
     InvalidPublicKeyError,
@@ -158,6 +159,19 @@ def test_close_zeroes_seed() -> None:
     assert ctypes.string_at(address, 32) != bytes(32)
     ident.close()
     assert ctypes.string_at(address, 32) == bytes(32)
+
+
+def test_closed_identity_refuses_to_sign() -> None:
+    with Identity.generate() as ident:
+        assert not ident.closed
+        assert "closed" not in repr(ident)
+        assert str(ident.peer_id) in repr(ident)
+    assert ident.closed
+    assert repr(ident).endswith(" closed>")
+    with pytest.raises(CryptoError, match="closed"):
+        ident.sign(b"x")
+    ident.close()  # idempotent
+    assert ident.peer_id.to_string().startswith("12D3KooW")  # public parts stay usable
 
 
 def test_bad_seed_length() -> None:
