@@ -18,6 +18,7 @@ from engine.crypto.keys import (
     x25519,
     x25519_public_key,
 )
+from engine.errors import DecryptionError
 from engine.framing import FrameDecoder, encode_frame
 from engine.varint import encode_uvarint
 
@@ -102,6 +103,10 @@ def test_rfc8439_aead_vector() -> None:
         sealed = _encrypt_with_nonce(cipher, RFC8439_NONCE, RFC8439_PLAINTEXT, RFC8439_AAD)
         assert sealed == RFC8439_NONCE + RFC8439_CIPHERTEXT + RFC8439_TAG
         assert _decrypt_with_associated_data(cipher, sealed, RFC8439_AAD) == RFC8439_PLAINTEXT
+        with pytest.raises(DecryptionError):
+            _decrypt_with_associated_data(cipher, sealed, RFC8439_AAD[:-1])
+        with pytest.raises(DecryptionError):
+            cipher.decrypt(sealed)  # the public API uses no associated data
 
 
 # -- RFC 7748: X25519 ------------------------------------------------------------------------------

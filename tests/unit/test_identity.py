@@ -251,6 +251,13 @@ def test_malformed_key_file(tmp_path: Path, content: bytes) -> None:
     assert type(info.value) is KeyFileError
 
 
+def test_key_path_is_a_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "identity.key"
+    directory.mkdir(mode=0o700)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        Identity.load(directory)
+
+
 def test_key_file_with_mismatched_public_key(tmp_path: Path) -> None:
     path = tmp_path / "identity.key"
     Identity.generate().save(path)
