@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from engine.crypto.identity import PeerId
@@ -322,16 +322,11 @@ class Repository(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class _MemoryState:
-    peers: dict[str, PeerRecord] = field(default_factory=dict)
-    bans: dict[str, BanRecord] = field(default_factory=dict)
-
-
 class MemoryRepository:
     """A :class:`Repository` held in memory (lost when the process ends).
 
-    Hot data is applied at once (there is nothing to batch), so ``flush`` has no work.
+    Hot data is kept per peer beside the records and merged on read (like the SQL
+    repository's pending batch), so a touch costs one dict lookup; ``flush`` has no work.
 
     Args:
         max_metadata_size: metadata limit in bytes (``Config.max_metadata_size``).
@@ -348,7 +343,10 @@ class MemoryRepository:
     ) -> None:
         self._max_metadata_size = max_metadata_size
         self._clock = clock
-        self._state = _MemoryState()
+        # Keyed by PeerId: hashing its bytes is cheap, base58 text is not (hot path).
+        self._peers: dict[PeerId, PeerRecord] = {}
+        self._hot: dict[PeerId, HotUpdate] = {}
+        self._bans: dict[str, BanRecord] = {}
         self._audit: collections.deque[AuditEntry] = collections.deque(maxlen=max_audit_entries)
         self._audit_id = 0
         self._closed = False
@@ -371,13 +369,12 @@ class MemoryRepository:
         clean_addrs = check_multiaddrs(addrs, pid)
         key = check_public_key(public_key, pid)
         meta = check_metadata(metadata, self._max_metadata_size)
-        text = pid.to_string()
-        if text in self._state.peers:
-            raise PeerExistsError(f"peer {text} is already in the address book")
+        if pid in self._peers:
+            raise PeerExistsError(f"peer {pid} is already in the address book")
         now = self._clock()
         record = PeerRecord(pid, clean_addrs, key, meta, None, None, 0, now, now)
-        self._state.peers[text] = record
-        return _copy(record)
+        self._peers[pid] = record
+        return self._view(record)
 
     async def upsert_peer(
         self,
@@ -392,9 +389,8 @@ class MemoryRepository:
         clean_addrs = check_multiaddrs(addrs, pid)
         key = check_public_key(public_key, pid)
         meta = None if metadata is None else check_metadata(metadata, self._max_metadata_size)
-        text = pid.to_string()
         now = self._clock()
-        old = self._state.peers.get(text)
+        old = self._peers.get(pid)
         if old is None:
             record = PeerRecord(pid, clean_addrs, key, meta or {}, None, None, 0, now, now)
         else:
@@ -405,8 +401,8 @@ class MemoryRepository:
                 metadata=meta if meta is not None else old.metadata,
                 updated_at=now,
             )
-        self._state.peers[text] = record
-        return _copy(record)
+        self._peers[pid] = record
+        return self._view(record)
 
     async def update_peer(
         self,
@@ -421,10 +417,9 @@ class MemoryRepository:
         clean_addrs = None if addrs is None else check_multiaddrs(addrs, pid)
         key = check_public_key(public_key, pid)
         meta = None if metadata is None else check_metadata(metadata, self._max_metadata_size)
-        text = pid.to_string()
-        old = self._state.peers.get(text)
+        old = self._peers.get(pid)
         if old is None:
-            raise PeerNotFoundError(f"peer {text} is not in the address book")
+            raise PeerNotFoundError(f"peer {pid} is not in the address book")
         record = replace(
             old,
             addrs=clean_addrs if clean_addrs is not None else old.addrs,
@@ -432,38 +427,40 @@ class MemoryRepository:
             metadata=meta if meta is not None else old.metadata,
             updated_at=self._clock(),
         )
-        self._state.peers[text] = record
-        return _copy(record)
+        self._peers[pid] = record
+        return self._view(record)
 
     async def remove_peer(self, peer_id: PeerId | str) -> None:
         """See :meth:`Repository.remove_peer`."""
-        text = check_peer_id(peer_id).to_string()
-        if self._state.peers.pop(text, None) is None:
-            raise PeerNotFoundError(f"peer {text} is not in the address book")
+        pid = check_peer_id(peer_id)
+        self._hot.pop(pid, None)
+        if self._peers.pop(pid, None) is None:
+            raise PeerNotFoundError(f"peer {pid} is not in the address book")
 
     async def get_peer(self, peer_id: PeerId | str) -> PeerRecord | None:
         """See :meth:`Repository.get_peer`."""
-        record = self._state.peers.get(check_peer_id(peer_id).to_string())
-        return None if record is None else _copy(record)
+        record = self._peers.get(check_peer_id(peer_id))
+        return None if record is None else self._view(record)
 
     async def list_peers(
         self, *, offset: int = 0, limit: int = 100
     ) -> tuple[list[PeerRecord], int]:
         """See :meth:`Repository.list_peers`."""
         check_page(offset, limit)
-        ordered = sorted(
-            self._state.peers.values(), key=lambda r: (r.created_at, r.peer_id.to_string())
-        )
-        return [_copy(r) for r in ordered[offset : offset + limit]], len(ordered)
+        ordered = sorted(self._peers.values(), key=lambda r: (r.created_at, r.peer_id.to_string()))
+        return [self._view(r) for r in ordered[offset : offset + limit]], len(ordered)
 
     def touch_peer(self, peer_id: PeerId, *, seen_at: float, connected: bool = False) -> None:
         """See :meth:`Repository.touch_peer` (applied at once in memory)."""
-        text = peer_id.to_string() if isinstance(peer_id, PeerId) else str(peer_id)
-        record = self._state.peers.get(text)
-        if record is None:
+        if not isinstance(peer_id, PeerId):  # text is accepted, but costs a parse
+            peer_id = check_peer_id(peer_id)
+        if peer_id not in self._peers:
             return
-        update = HotUpdate(seen_at, seen_at, 1 if connected else 0)
-        self._state.peers[text] = update.apply(record)
+        cur = self._hot.get(peer_id)
+        if cur is None:
+            self._hot[peer_id] = HotUpdate(seen_at, seen_at, 1 if connected else 0)
+        else:
+            cur.add(seen_at, connected)
 
     # -- bans ---------------------------------------------------------------------------
 
@@ -474,22 +471,22 @@ class MemoryRepository:
         normalised, kind = check_ban_target(target)
         clean_reason = check_ban_reason(reason)
         expiry = check_expires_at(expires_at)
-        old = self._state.bans.get(normalised)
+        old = self._bans.get(normalised)
         created = old.created_at if old is not None else self._clock()
         record = BanRecord(normalised, kind, clean_reason, created, expiry)
-        self._state.bans[normalised] = record
+        self._bans[normalised] = record
         return record
 
     async def remove_ban(self, target: str) -> None:
         """See :meth:`Repository.remove_ban`."""
         normalised, _ = check_ban_target(target)
-        if self._state.bans.pop(normalised, None) is None:
+        if self._bans.pop(normalised, None) is None:
             raise BanNotFoundError(f"{normalised} is not blacklisted")
 
     async def list_bans(self, *, include_expired: bool = False) -> list[BanRecord]:
         """See :meth:`Repository.list_bans`."""
         now = self._clock()
-        bans = sorted(self._state.bans.values(), key=lambda b: (b.created_at, b.target))
+        bans = sorted(self._bans.values(), key=lambda b: (b.created_at, b.target))
         return [b for b in bans if include_expired or b.active(now)]
 
     # -- audit --------------------------------------------------------------------------
@@ -525,15 +522,17 @@ class MemoryRepository:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    def _view(self, record: PeerRecord) -> PeerRecord:
+        # Records are frozen, but ``metadata`` is a dict: hand out a copy so a caller that
+        # mutates it cannot change what the repository holds. Hot data is merged here.
+        hot = self._hot.get(record.peer_id)
+        if hot is not None:
+            record = hot.apply(record)
+        return replace(record, metadata=dict(record.metadata))
+
     async def flush(self) -> None:
-        """Nothing is batched in memory."""
+        """Nothing to write: memory is the store."""
 
     async def close(self) -> None:
         """Mark closed (the data stays readable)."""
         self._closed = True
-
-
-def _copy(record: PeerRecord) -> PeerRecord:
-    # Records are frozen, but ``metadata`` is a dict: hand out a copy so a caller that
-    # mutates it cannot change what the repository holds.
-    return replace(record, metadata=dict(record.metadata))

@@ -160,8 +160,10 @@ class SqlRepository:
         self._owns_engine = False
         # Hot data: ``_pending`` collects touches; while a flush writes a batch it sits in
         # ``_inflight`` so reads still merge it (values never go backwards).
-        self._pending: dict[str, HotUpdate] = {}
-        self._inflight: dict[str, HotUpdate] = {}
+        # Keyed by PeerId, not text: hashing the multihash bytes is far cheaper than base58
+        # (the text form is computed once per peer per flush, not once per touch).
+        self._pending: dict[PeerId, HotUpdate] = {}
+        self._inflight: dict[PeerId, HotUpdate] = {}
         self._flush_lock = asyncio.Lock()
         self._flusher = PeriodicFlusher(
             self.flush, flush_interval, name=f"glueberry-repo-flush-{self._local[-8:]}"
@@ -254,7 +256,7 @@ class SqlRepository:
             params = [
                 {
                     "b_local": self._local,
-                    "b_peer": peer,
+                    "b_peer": peer.to_string(),
                     "b_first": upd.first_seen,
                     "b_last": upd.last_seen,
                     "b_connects": upd.connects,
@@ -271,7 +273,7 @@ class SqlRepository:
             finally:
                 self._inflight = {}
 
-    def _merge_pending(self, peer: str, upd: HotUpdate) -> None:
+    def _merge_pending(self, peer: PeerId, upd: HotUpdate) -> None:
         cur = self._pending.get(peer)
         if cur is None:
             self._pending[peer] = upd
@@ -284,19 +286,19 @@ class SqlRepository:
 
     def touch_peer(self, peer_id: PeerId, *, seen_at: float, connected: bool = False) -> None:
         """Record contact with a peer in memory (see :meth:`Repository.touch_peer`)."""
-        text = peer_id.to_string() if isinstance(peer_id, PeerId) else str(peer_id)
-        cur = self._pending.get(text)
+        if not isinstance(peer_id, PeerId):  # text is accepted, but costs a parse
+            peer_id = check_peer_id(peer_id)
+        cur = self._pending.get(peer_id)
         if cur is None:
-            self._pending[text] = HotUpdate(seen_at, seen_at, 1 if connected else 0)
+            self._pending[peer_id] = HotUpdate(seen_at, seen_at, 1 if connected else 0)
             if len(self._pending) >= self._max_pending:
                 self._flusher.wake()
         else:
             cur.add(seen_at, connected)
 
     def _with_hot(self, record: PeerRecord) -> PeerRecord:
-        text = record.peer_id.to_string()
         for source in (self._inflight, self._pending):
-            upd = source.get(text)
+            upd = source.get(record.peer_id)
             if upd is not None:
                 record = upd.apply(record)
         return record
@@ -457,7 +459,8 @@ class SqlRepository:
 
     async def remove_peer(self, peer_id: PeerId | str) -> None:
         """See :meth:`engine.repository.Repository.remove_peer`."""
-        text = check_peer_id(peer_id).to_string()
+        pid = check_peer_id(peer_id)
+        text = pid.to_string()
         async with self._write() as conn:
             # Addresses first: correct even where foreign keys are not enforced.
             await conn.execute(delete(_addrs).where(*self._addr_scope(text)))
@@ -468,7 +471,7 @@ class SqlRepository:
             )
             if result.rowcount == 0:
                 raise PeerNotFoundError(f"peer {text} is not in the address book")
-        self._pending.pop(text, None)
+        self._pending.pop(pid, None)
 
     async def get_peer(self, peer_id: PeerId | str) -> PeerRecord | None:
         """See :meth:`engine.repository.Repository.get_peer`."""
