@@ -313,6 +313,10 @@ class Repository(Protocol):
         """Audit entries with ``id > since_id``, oldest first, at most ``limit``."""
         ...
 
+    async def prune_audit(self, *, before: float) -> int:
+        """Delete audit entries older than ``before`` (epoch seconds); return how many."""
+        ...
+
     async def flush(self) -> None:
         """Write batched hot data now."""
         ...
@@ -521,6 +525,14 @@ class MemoryRepository:
         return out
 
     # -- lifecycle ----------------------------------------------------------------------
+
+    async def prune_audit(self, *, before: float) -> int:
+        """See :meth:`Repository.prune_audit`."""
+        kept = [e for e in self._audit if e.at >= before]
+        removed = len(self._audit) - len(kept)
+        self._audit.clear()
+        self._audit.extend(kept)
+        return removed
 
     def _view(self, record: PeerRecord) -> PeerRecord:
         # Records are frozen, but ``metadata`` is a dict: hand out a copy so a caller that

@@ -680,6 +680,14 @@ class SqlRepository:
             for r in rows
         ]
 
+    async def prune_audit(self, *, before: float) -> int:
+        """See :meth:`engine.repository.Repository.prune_audit`."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(_audit).where(_audit.c.local_peer_id == self._local, _audit.c.at < before)
+            )
+        return int(result.rowcount)
+
 
 def _peer_record(row: Any, addrs: tuple[str, ...]) -> PeerRecord:
     return PeerRecord(

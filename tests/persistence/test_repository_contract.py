@@ -334,6 +334,15 @@ async def test_audit_log(repo: Repository, clock: FakeClock) -> None:
     assert await repo.list_audit(since_id=entries[2].id) == []
 
 
+async def test_prune_audit(repo: Repository, clock: FakeClock) -> None:
+    await repo.audit("old")
+    clock.advance(100)
+    await repo.audit("new")
+    assert await repo.prune_audit(before=clock.now - 50) == 1
+    assert [e.kind for e in await repo.list_audit()] == ["new"]
+    assert await repo.prune_audit(before=clock.now - 50) == 0
+
+
 @pytest.mark.parametrize(
     ("kind", "detail"),
     [("", None), ("k" * 65, None), ("x", {"v": object()}), ("x", {"v": "y" * 20_000})],
