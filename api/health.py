@@ -77,7 +77,7 @@ async def check_readiness(
     database_check: Callable[[], Awaitable[Any]] | None,
     loop_lag: float,
     max_loop_lag: float,
-    timeout: float = 2.0,
+    check_timeout: float = 2.0,
 ) -> Readiness:
     """Check every component.
 
@@ -86,7 +86,7 @@ async def check_readiness(
         database_check: coroutine function raising when the database is unreachable.
         loop_lag: latest measured loop lag in seconds.
         max_loop_lag: lag above which the gateway is not ready.
-        timeout: seconds the database check may take.
+        check_timeout: seconds the database check may take.
 
     Returns:
         The report; ``ready`` is the conjunction of every component's ``ok``.
@@ -98,7 +98,7 @@ async def check_readiness(
     else:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(database_check(), timeout)
+            await asyncio.wait_for(database_check(), check_timeout)
         except Exception as exc:
             components["database"] = ComponentStatus(False, {"error": type(exc).__name__})
         else:
@@ -126,7 +126,12 @@ async def check_readiness(
         connected = 0
         with contextlib.suppress(Exception):
             connected = len(node.connected_peers())
-        components["peers"] = ComponentStatus(True, {"connected": connected})
+        detail: dict[str, Any] = {"connected": connected}
+        with contextlib.suppress(Exception):
+            by_state = node.health().get("peers")
+            if isinstance(by_state, dict):
+                detail["by_state"] = {str(k): int(v) for k, v in by_state.items()}
+        components["peers"] = ComponentStatus(True, detail)
 
     components["event_loop"] = ComponentStatus(
         loop_lag <= max_loop_lag,

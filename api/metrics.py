@@ -144,11 +144,9 @@ class EngineCollector(Collector):
         byte_totals = {"in": 0, "out": 0}
         decrypt_total = 0
         for peer_stats in stats.values():
-            for stream_stats in _stream_stats(peer_stats):
-                totals["in"] += int(_field(stream_stats, "messages_in"))
-                totals["out"] += int(_field(stream_stats, "messages_out"))
-                byte_totals["in"] += int(_field(stream_stats, "bytes_in"))
-                byte_totals["out"] += int(_field(stream_stats, "bytes_out"))
+            for direction in ("in", "out"):
+                totals[direction] += _total(_field(peer_stats, f"messages_{direction}"))
+                byte_totals[direction] += _total(_field(peer_stats, f"bytes_{direction}"))
             decrypt_total += int(_field(peer_stats, "decryption_errors"))
         for direction in ("in", "out"):
             messages.add_metric([direction], float(totals[direction]))
@@ -174,10 +172,8 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, 0) or 0
 
 
-def _stream_stats(peer_stats: Any) -> list[Any]:
-    streams = _field(peer_stats, "streams")
-    if isinstance(streams, dict):
-        return list(streams.values())
-    if isinstance(streams, list | tuple):
-        return list(streams)
-    return []
+def _total(value: Any) -> int:
+    # Per-stream counters are mappings stream name -> count; plain numbers also work.
+    if isinstance(value, dict):
+        return sum(int(v) for v in value.values())
+    return int(value or 0)

@@ -48,9 +48,9 @@ async def list_peers(
     )
 
 
-async def _connect_in_background(node: Any, peer_id: PeerId, timeout: float | None) -> None:
+async def _connect_in_background(node: Any, peer_id: PeerId, dial_timeout: float | None) -> None:
     try:
-        await node.connect(peer_id, timeout=timeout)
+        await node.connect(peer_id, timeout=dial_timeout)
     except GlueberryError as exc:
         log.info("background connect to %s failed: %s", peer_id, exc.code)
 

@@ -63,9 +63,7 @@ AppFactory = Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]
 
 
 @pytest.fixture
-async def make_client(
-    tmp_path: Path, api_keys: ApiKeyRepository
-) -> AsyncIterator[AppFactory]:
+async def make_client(tmp_path: Path, api_keys: ApiKeyRepository) -> AsyncIterator[AppFactory]:
     """Build an app (lifespan running) and an httpx client bound to it."""
     async with AsyncExitStack() as stack:
 

@@ -38,7 +38,8 @@ def test_compose_services_and_healthchecks() -> None:
     for name in ("postgres", "redis", "node-a", "node-b"):
         check = services[name]["healthcheck"]
         assert check["test"], name
-        assert check["interval"] and check["retries"], name
+        assert check["interval"], name
+        assert check["retries"], name
     for name in ("node-a", "node-b"):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
@@ -57,13 +58,15 @@ def test_nodes_bootstrap_each_other() -> None:
     for me, other in (("node-a", "node-b"), ("node-b", "node-a")):
         command = " ".join(services[me]["command"])
         match = re.search(r"GLUEBERRY_BOOTSTRAP_PEERS=\"/dns4/([\w-]+)/tcp/4001/p2p/", command)
-        assert match and match.group(1) == other, command
+        assert match, command
+        assert match.group(1) == other, command
         # The other node's peer id is read from the key the `keys` service created.
         assert f"keygen --out /keys/{other}.key" in command
         assert services[me]["environment"]["GLUEBERRY_KEY_FILE"] == f"/keys/{me}.key"
         assert "exec glueberry serve" in command
     keys_command = " ".join(services["keys"]["command"])
-    assert "/keys/node-a.key" in keys_command and "/keys/node-b.key" in keys_command
+    assert "/keys/node-a.key" in keys_command
+    assert "/keys/node-b.key" in keys_command
 
 
 def test_compose_variables_are_real_settings() -> None:
@@ -78,9 +81,12 @@ def test_dockerfile_has_healthcheck_and_serves() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^HEALTHCHECK .*", text, re.M)
     assert "/healthz" in text
-    assert 'ENTRYPOINT ["glueberry"]' in text and 'CMD ["serve"]' in text
+    assert 'ENTRYPOINT ["glueberry"]' in text
+    assert 'CMD ["serve"]' in text
     assert re.search(r"^USER (?!root)", text, re.M)
     for variable in re.findall(r"(GLUEBERRY_\w+)=", text):
         assert variable in _known_settings(), variable
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert ".git" in ignored and ".venv" in ignored and ".env" in ignored
+    assert ".git" in ignored
+    assert ".venv" in ignored
+    assert ".env" in ignored

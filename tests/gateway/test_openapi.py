@@ -52,8 +52,10 @@ def test_every_operation_is_documented() -> None:
                 for media in content.values():
                     schema = media.get("schema", {})
                     target = _resolve(document, schema["$ref"]) if "$ref" in schema else schema
-                    assert _has_example(media) or _has_example(target) or _has_example(
-                        _examples_of_properties(document, target)
+                    assert (
+                        _has_example(media)
+                        or _has_example(target)
+                        or _has_example(_examples_of_properties(document, target))
                     ), f"{where} {code}: no example"
             if path not in ("/healthz", "/readyz"):
                 assert "401" in op["responses"], where
@@ -61,7 +63,7 @@ def test_every_operation_is_documented() -> None:
             body = op.get("requestBody")
             if body is not None:
                 schema = body["content"]["application/json"]["schema"]
-                refs = [schema] + schema.get("anyOf", [])
+                refs = [schema, *schema.get("anyOf", [])]
                 targets = [_resolve(document, s["$ref"]) for s in refs if "$ref" in s]
                 assert any(_has_example(t) for t in targets), f"{where}: body without example"
     assert len(operation_ids) == len(set(operation_ids))

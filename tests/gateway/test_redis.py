@@ -51,7 +51,8 @@ async def test_ticket_redeemed_once_across_stores() -> None:
         ticket, _ = await a.issue(Principal("k1", "n", frozenset({Scope.MONITOR})), ttl=10)
         principal = await b.redeem(ticket)
         assert principal is not None
-        assert principal.key_id == "k1" and principal.scopes == {Scope.MONITOR}
+        assert principal.key_id == "k1"
+        assert principal.scopes == {Scope.MONITOR}
         assert principal.via == "ticket"
         assert await a.redeem(ticket) is None
     finally:

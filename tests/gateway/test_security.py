@@ -6,6 +6,7 @@ import pytest
 
 from api.auth import MemoryTicketStore, Principal, Scope
 from models import ApiKeyRepository
+
 from .conftest import AppFactory, assert_error_shape, new_key
 
 
@@ -36,9 +37,7 @@ async def test_bad_key_is_401(make_client: AppFactory, header: str) -> None:
 async def test_wrong_scope_is_403(make_client: AppFactory, api_keys: ApiKeyRepository) -> None:
     _, client = await make_client()
     monitor = await new_key(api_keys, "monitor")
-    response = await client.post(
-        "/v1/peers", json={"peer_id": "x", "addrs": []}, headers=monitor
-    )
+    response = await client.post("/v1/peers", json={"peer_id": "x", "addrs": []}, headers=monitor)
     assert_error_shape(response, 403, "forbidden")
     assert response.json()["error"]["details"] == {"required_scope": "peers:write"}
     send = await new_key(api_keys, "streams:send")
@@ -135,7 +134,8 @@ async def test_malformed_input_is_422(make_client: AppFactory, api_keys: ApiKeyR
     response = await client.post("/v1/tickets", json={"scopes": ["root"]}, headers=headers)
     assert_error_shape(response, 422, "validation_error")
     errors = response.json()["error"]["details"]["errors"]
-    assert errors and errors[0]["loc"][:2] == ["body", "scopes"]
+    assert errors
+    assert errors[0]["loc"][:2] == ["body", "scopes"]
     response = await client.post(
         "/v1/tickets",
         content=b"{not json",

@@ -16,10 +16,13 @@ from engine import errors
 
 def test_bucket_allows_burst_then_refuses_then_refills() -> None:
     level, decision = take_token(None, 0.0, 0.0, rate=2.0, burst=3)
-    assert decision.allowed and decision.remaining == 2 and level == 2.0
+    assert decision.allowed
+    assert decision.remaining == 2
+    assert level == 2.0
     level, decision = take_token(level, 0.0, 0.0, 2.0, 3)
     level, decision = take_token(level, 0.0, 0.0, 2.0, 3)
-    assert decision.allowed and decision.remaining == 0
+    assert decision.allowed
+    assert decision.remaining == 0
     level, decision = take_token(level, 0.0, 0.0, 2.0, 3)
     assert not decision.allowed
     assert decision.retry_after == pytest.approx(0.5)
@@ -66,16 +69,19 @@ async def test_retention_cursor_filters_and_gap() -> None:
     assert [m.seq for m in page.messages] == [2]
     assert page.next_cursor == 3  # filtered readers still advance
     page = buf.read(1, limit=1)
-    assert [m.seq for m in page.messages] == [2] and page.next_cursor == 2
+    assert [m.seq for m in page.messages] == [2]
+    assert page.next_cursor == 2
     buf.append("p1", "s", b"m3")
     buf.append("p1", "s", b"m4")  # evicts seq 1 and 2
     page = buf.read(1, limit=10)
-    assert page.gap and page.oldest == 3
+    assert page.gap
+    assert page.oldest == 3
     assert [m.seq for m in page.messages] == [3, 4, 5]
     assert not buf.read(2, limit=10).gap
     # A cursor from before a restart (beyond the newest) is reported, not trusted.
     page = buf.read(99, limit=10)
-    assert page.gap and [m.seq for m in page.messages] == [3, 4, 5]
+    assert page.gap
+    assert [m.seq for m in page.messages] == [3, 4, 5]
 
 
 async def test_retention_long_poll_wakes_on_matching_message() -> None:
@@ -94,7 +100,9 @@ async def test_retention_long_poll_wakes_on_matching_message() -> None:
 async def test_retention_long_poll_times_out_empty(ms: float) -> None:
     buf = MessageRetention(capacity=10)
     page = await buf.wait_read(0, wait=20 * ms, limit=10)
-    assert page.messages == [] and page.next_cursor == 0 and not page.gap
+    assert page.messages == []
+    assert page.next_cursor == 0
+    assert not page.gap
 
 
 def test_every_engine_error_has_a_status() -> None:
