@@ -27,11 +27,11 @@ from engine.errors import NodeNotRunningError
 
 __all__ = [
     "Admin",
+    "Authenticated",
     "Gateway",
     "Limit",
     "Monitor",
     "NodeDep",
-    "Authenticated",
     "Offset",
     "PeerIdPath",
     "PeersWrite",

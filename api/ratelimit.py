@@ -141,7 +141,7 @@ class MemoryRateLimiter:
 
 # The same arithmetic as take_token, atomically in Redis with Redis' clock. Numbers go
 # back as strings: Redis converts Lua numbers to integers.
-_LUA_TAKE_TOKEN = """
+_LUA_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -182,7 +182,7 @@ class RedisRateLimiter:
         import redis.asyncio as aioredis
 
         self._redis: Any = aioredis.from_url(url)
-        self._script: Any = self._redis.register_script(_LUA_TAKE_TOKEN)
+        self._script: Any = self._redis.register_script(_LUA_SCRIPT)
         self._prefix = prefix
         self._fail_open = fail_open
 

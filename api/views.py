@@ -17,8 +17,8 @@ from api.schemas import (
 )
 
 __all__ = [
-    "ban_public",
     "b64",
+    "ban_public",
     "connection_status",
     "event_public",
     "jsonable",
