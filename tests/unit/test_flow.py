@@ -1,0 +1,289 @@
+"""Tests of engine.flow.FlowController: watermarks, wake-all, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from engine.errors import SendTimeoutError, StreamClosedError
+from engine.flow import FlowController
+
+TIMEOUT = 10.0
+
+
+async def settle() -> None:
+    """Let every ready task run until it blocks again (no wall-clock waiting)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def blocked_senders(fc: FlowController, n: int) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(fc.acquire()) for _ in range(n)]
+    await settle()
+    assert fc.waiting == n
+    assert not any(t.done() for t in tasks)
+    return tasks
+
+
+async def test_free_below_high_watermark() -> None:
+    fc = FlowController(4, 1)
+    for _ in range(3):
+        await fc.acquire()
+    assert (fc.pending, fc.paused) == (3, False)
+    await fc.acquire()
+    assert (fc.pending, fc.paused) == (4, True)
+    assert not fc.try_acquire()
+    fc.release()
+    assert fc.paused  # 3 > low: still paused (hysteresis)
+    assert not fc.try_acquire()
+    fc.release(2)
+    assert not fc.paused  # 1 <= low
+    assert fc.try_acquire()
+    assert fc.pending == 2
+
+
+async def test_release_at_low_wakes_every_blocked_sender() -> None:
+    fc = FlowController(10, 5)
+    for _ in range(10):
+        await fc.acquire()
+    tasks = await blocked_senders(fc, 20)
+    fc.release(4)  # pending 6 > low: nobody moves
+    await settle()
+    assert fc.waiting == 20
+    fc.release(1)  # crosses the low watermark: all 20 are let through
+    await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
+    assert fc.waiting == 0
+    assert fc.pending == 5 + 20
+    assert fc.paused  # above high again: newcomers wait
+
+
+async def test_single_release_wakes_all_with_low_zero() -> None:
+    fc = FlowController(1, 0)
+    await fc.acquire()
+    tasks = await blocked_senders(fc, 50)
+    fc.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
+    assert fc.pending == 50
+
+
+async def test_grants_in_arrival_order() -> None:
+    fc = FlowController(1, 0)
+    await fc.acquire()
+    order: list[int] = []
+
+    async def sender(i: int) -> None:
+        await fc.acquire()
+        order.append(i)
+
+    tasks = [asyncio.create_task(sender(i)) for i in range(10)]
+    await settle()
+    fc.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
+    assert order == list(range(10))
+
+
+async def test_two_hundred_blocked_senders_all_complete() -> None:
+    """Plan 0.2 stress test: a writer drains; 200 senders blocked at once all finish."""
+    fc = FlowController(16, 4)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    done: list[int] = []
+    gate = asyncio.Event()
+
+    async def sender(i: int) -> None:
+        for j in range(5):
+            await fc.acquire()
+            queue.put_nowait(i * 10 + j)
+        done.append(i)
+
+    async def writer() -> int:
+        await gate.wait()
+        written = 0
+        while written < 16 + 200 * 5:
+            await queue.get()
+            fc.release()
+            written += 1
+            if written % 7 == 0:
+                await asyncio.sleep(0)
+        return written
+
+    for _ in range(16):  # the stream is full before the senders arrive
+        await fc.acquire()
+        queue.put_nowait(-1)
+    w = asyncio.create_task(writer())
+    senders = [asyncio.create_task(sender(i)) for i in range(200)]
+    await settle()
+    assert fc.waiting == 200  # every sender is blocked
+    gate.set()
+    written = await asyncio.wait_for(w, TIMEOUT)
+    await asyncio.wait_for(asyncio.gather(*senders), TIMEOUT)
+    assert written == 1016
+    assert sorted(done) == list(range(200))
+    assert (fc.pending, fc.waiting) == (0, 0)
+
+
+async def test_timeout_raises_and_takes_nothing() -> None:
+    fc = FlowController(2, 0)
+    await fc.acquire()
+    await fc.acquire()
+    with pytest.raises(SendTimeoutError) as info:
+        await fc.acquire(timeout=0.01)
+    assert info.value.code == "send_timeout"
+    assert (fc.pending, fc.waiting) == (2, 0)
+    with pytest.raises(SendTimeoutError):
+        await fc.acquire(timeout=0)
+    fc.release(2)
+    await fc.acquire(timeout=0)  # not paused: no waiting, no timeout
+    assert fc.pending == 1
+
+
+async def test_timeout_of_one_waiter_does_not_disturb_others() -> None:
+    fc = FlowController(1, 0)
+    await fc.acquire()
+    patient = asyncio.create_task(fc.acquire())
+    await settle()
+    with pytest.raises(SendTimeoutError):
+        await fc.acquire(timeout=0.01)
+    assert fc.waiting == 1
+    fc.release()
+    await asyncio.wait_for(patient, TIMEOUT)
+    assert fc.pending == 1
+
+
+async def test_cancel_before_grant_takes_nothing() -> None:
+    fc = FlowController(1, 0)
+    await fc.acquire()
+    task = asyncio.create_task(fc.acquire())
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (fc.pending, fc.waiting) == (1, 0)
+    fc.release()
+    assert (fc.pending, fc.paused) == (0, False)
+
+
+async def test_cancel_after_grant_gives_the_slot_back() -> None:
+    fc = FlowController(1, 0)
+    await fc.acquire()
+    tasks = await blocked_senders(fc, 3)
+    fc.release()  # all three are granted a slot (pending 3) ...
+    assert fc.pending == 3
+    tasks[1].cancel()  # ... and one is cancelled before it could resume
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert results[0] is None
+    assert results[2] is None
+    assert fc.pending == 2  # the cancelled waiter's slot was returned
+
+
+async def test_close_fails_waiters_and_later_acquires() -> None:
+    fc = FlowController(1, 0)
+    await fc.acquire()
+    tasks = await blocked_senders(fc, 5)
+    fc.close()
+    fc.close()  # idempotent
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, StreamClosedError) for r in results)
+    assert results[0] is not results[1]  # each waiter gets its own exception
+    assert fc.closed
+    with pytest.raises(StreamClosedError):
+        await fc.acquire()
+    with pytest.raises(StreamClosedError):
+        fc.try_acquire()
+    fc.release()  # the writer may still return what it took
+    assert fc.pending == 0
+    assert "closed" in repr(fc)
+
+
+async def test_close_with_custom_error() -> None:
+    fc = FlowController(1, 0)
+    await fc.acquire()
+    task = asyncio.create_task(fc.acquire())
+    await settle()
+    boom = ConnectionResetError("peer went away")
+    fc.close(boom)
+    with pytest.raises(ConnectionResetError):
+        await task
+    with pytest.raises(ConnectionResetError):
+        await fc.acquire()
+
+
+def test_release_validation() -> None:
+    fc = FlowController(3, 1)
+    with pytest.raises(ValueError, match="cannot release"):
+        fc.release()
+    assert fc.try_acquire()
+    with pytest.raises(ValueError, match="cannot release"):
+        fc.release(2)
+    with pytest.raises(ValueError, match="cannot release"):
+        fc.release(-1)
+    fc.release(0)
+    assert fc.pending == 1
+
+
+@pytest.mark.parametrize(("high", "low"), [(0, 0), (5, 5), (5, -1), (5, 6)])
+def test_bad_watermarks(high: int, low: int) -> None:
+    with pytest.raises(ValueError, match="watermark"):
+        FlowController(high, low)
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_cancellations_keep_accounting_exact(seed: int) -> None:
+    """Senders with random timeouts and random cancellations against a draining writer."""
+    rng = random.Random(seed)
+    fc = FlowController(rng.randint(1, 12), 0)
+    fc.low_watermark = rng.randint(0, fc.high_watermark - 1)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    acquired = released = 0
+    outcomes = {"ok": 0, "timeout": 0, "cancelled": 0}
+
+    async def sender() -> None:
+        nonlocal acquired
+        for _ in range(rng.randint(1, 6)):
+            timeout = rng.choice([None, None, 0.0, 0.001, 0.005])
+            try:
+                await fc.acquire(timeout=timeout)
+            except SendTimeoutError:
+                outcomes["timeout"] += 1
+                continue
+            acquired += 1
+            outcomes["ok"] += 1
+            queue.put_nowait(1)
+            # Slots handed to waiters that have not resumed yet count as pending too.
+            assert fc.pending >= acquired - released
+
+    async def writer() -> None:
+        nonlocal released
+        while True:
+            await queue.get()
+            for _ in range(rng.randint(0, 3)):
+                await asyncio.sleep(0)
+            fc.release()
+            released += 1
+            assert fc.pending >= acquired - released
+
+    w = asyncio.create_task(writer())
+    tasks = [asyncio.create_task(sender()) for _ in range(150)]
+    for _ in range(60):  # chaos: cancel random senders at random moments
+        for _ in range(rng.randint(0, 4)):
+            await asyncio.sleep(0)
+        victim = rng.choice(tasks)
+        if not victim.done():
+            victim.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), TIMEOUT)
+    outcomes["cancelled"] = sum(isinstance(r, asyncio.CancelledError) for r in results)
+    assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results)
+    # Drain what is queued, then everything taken has been returned.
+    while queue.qsize():
+        await asyncio.sleep(0)
+    await settle()
+    w.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await w
+    assert acquired == released == outcomes["ok"]
+    assert (fc.pending, fc.waiting) == (0, 0)
+    assert not fc.paused
+    assert outcomes["cancelled"] > 0
+    assert outcomes["timeout"] > 0
