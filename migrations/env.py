@@ -8,6 +8,7 @@ SQLite uses batch mode so later ``ALTER`` operations work there too.
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -30,7 +31,13 @@ def _configure_and_run(connection: Connection) -> None:
 
 
 async def _run_with_new_engine() -> None:
-    url = context.config.get_main_option("sqlalchemy.url")
+    # Developers: `alembic -c migrations/alembic.ini -x url=... <command>`, or
+    # GLUEBERRY_DATABASE_URL, override the ini file's URL.
+    url = (
+        context.get_x_argument(as_dictionary=True).get("url")
+        or os.environ.get("GLUEBERRY_DATABASE_URL")
+        or context.config.get_main_option("sqlalchemy.url")
+    )
     if not url:
         raise RuntimeError("set sqlalchemy.url (or GLUEBERRY_DATABASE_URL via the CLI)")
     engine = create_engine(url)

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from engine.errors import StorageError, StorageUnavailableError
 from models.settings import DatabaseSettings
@@ -73,7 +73,10 @@ def create_engine(
     kwargs: dict[str, Any] = {"echo": echo}
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if database in ("", ":memory:"):
+            # One shared connection, or every connection would see its own empty database.
+            kwargs.update(poolclass=StaticPool)
+        elif not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = _create_async_engine(url, **kwargs)
         _install_sqlite_hooks(engine, busy_timeout_ms)

@@ -151,6 +151,21 @@ async def test_open_owns_its_engine(tmp_path: Path, clock: FakeClock) -> None:
     assert (tmp_path / "data" / "glueberry.db").exists()
 
 
+async def test_in_memory_sqlite_is_one_database() -> None:
+    from migrations import upgrade_async
+
+    engine = create_engine("sqlite+aiosqlite://")
+    try:
+        await upgrade_async(engine)
+        repo = SqlRepository(engine, local())
+        pid = Identity.generate().peer_id
+        await repo.add_peer(pid, [A1])
+        assert await repo.get_peer(pid) is not None
+        await repo.close()
+    finally:
+        await engine.dispose()
+
+
 def test_bad_local_peer_id(tmp_path: Path) -> None:
     with pytest.raises(InvalidPeerIdError):
         SqlRepository(create_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db"), "nope")
