@@ -297,10 +297,18 @@ class SqlRepository:
             cur.add(seen_at, connected)
 
     def _with_hot(self, record: PeerRecord) -> PeerRecord:
-        for source in (self._inflight, self._pending):
-            upd = source.get(record.peer_id)
-            if upd is not None:
-                record = upd.apply(record)
+        # A read may run while a flush writes ``_inflight``; the row it got may or may not
+        # include that batch already. first/last seen merge idempotently (min/max), but
+        # connection counts add up, so the in-flight batch is merged only when the row
+        # visibly lacks it: a flushed batch always leaves ``last_seen >= batch.last_seen``.
+        inflight = self._inflight.get(record.peer_id)
+        if inflight is not None and (
+            record.last_seen is None or record.last_seen < inflight.last_seen
+        ):
+            record = inflight.apply(record)
+        pending = self._pending.get(record.peer_id)
+        if pending is not None:
+            record = pending.apply(record)
         return record
 
     # -- connections and error translation ----------------------------------------------

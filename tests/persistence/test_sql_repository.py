@@ -169,3 +169,26 @@ async def test_in_memory_sqlite_is_one_database() -> None:
 def test_bad_local_peer_id(tmp_path: Path) -> None:
     with pytest.raises(InvalidPeerIdError):
         SqlRepository(create_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db"), "nope")
+
+
+async def test_read_during_flush_does_not_double_count(sql_engine: AsyncEngine) -> None:
+    from engine.repository import HotUpdate
+
+    repo = SqlRepository(sql_engine, local())
+    pid = Identity.generate().peer_id
+    await repo.add_peer(pid, [A1])
+    repo.touch_peer(pid, seen_at=10.0, connected=True)
+    await repo.flush()
+    # The state a concurrent read sees right after a flush committed but before the
+    # flush coroutine cleared its in-flight batch: the row already holds the batch.
+    repo._inflight = {pid: HotUpdate(10.0, 10.0, 1)}
+    rec = await repo.get_peer(pid)
+    assert rec is not None
+    assert rec.connect_count == 1
+    # ... and before it committed: the row lacks the batch, so it is merged.
+    repo._inflight = {pid: HotUpdate(11.0, 11.0, 1)}
+    rec = await repo.get_peer(pid)
+    assert rec is not None
+    assert (rec.last_seen, rec.connect_count) == (11.0, 2)
+    repo._inflight = {}
+    await repo.close()
