@@ -23,8 +23,8 @@ class PeriodicFlusher:
     """Call ``flush`` every ``interval`` seconds (or sooner when woken) until stopped.
 
     Args:
-        flush: the coroutine function writing the batch; a :class:`StorageError` is
-            logged and retried at the next round, never kills the task.
+        flush: the coroutine function writing the batch; an error is logged and the
+            batch retried at the next round, it never kills the task.
         interval: seconds between rounds.
         name: task name (for debugging).
     """
@@ -88,6 +88,8 @@ class PeriodicFlusher:
                 await self._flush()
             except StorageError as exc:
                 _log.warning("%s: flush failed, retrying next round: %s", self._name, exc)
+            except Exception:  # a bug must not stop hot data from being written later
+                _log.exception("%s: unexpected flush error, retrying next round", self._name)
             self._rounds += 1
             async with self._round_done:
                 self._round_done.notify_all()
