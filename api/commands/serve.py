@@ -118,7 +118,7 @@ async def serve(settings: Any, *, env_file: str | None = ".env") -> int:
 
     from api.app import create_app
     from api.wiring import database_settings, engine_config, load_identity
-    from engine import Node
+    from engine.node import Node
     from migrations import upgrade_async
     from models import ApiKeyRepository, SqlRepository, create_engine
 
