@@ -121,3 +121,15 @@ async def test_memory_audit_is_bounded() -> None:
     entries = await repo.list_audit()
     assert [e.detail["i"] for e in entries] == [2, 3, 4]
     assert [e.id for e in entries] == [3, 4, 5]
+
+
+def test_engine_repository_does_not_import_sqlalchemy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, engine.repository, engine.peer_validation; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'models')]; "
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
