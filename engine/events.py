@@ -496,7 +496,10 @@ class ConnectionEventHub(EventHub[ConnectionEvent]):
         Returns:
             The number of subscriptions that queued the event.
         """
-        return self._publish_numbered(item)[1]
+        self._last_id += 1
+        event = dataclasses.replace(item, id=self._last_id)
+        self._ring.append(event)
+        return super().publish(event)
 
     def emit(
         self,
@@ -513,10 +516,13 @@ class ConnectionEventHub(EventHub[ConnectionEvent]):
             The published event (with its id). Events published after :meth:`close`
             are numbered and retained but reach no subscriber.
         """
+        self._last_id += 1
         event = ConnectionEvent(
-            0, peer_id, state, previous_state, timestamp, error_code, error_message
+            self._last_id, peer_id, state, previous_state, timestamp, error_code, error_message
         )
-        return self._publish_numbered(event)[0]
+        self._ring.append(event)
+        EventHub.publish(self, event)
+        return event
 
     def emit_action(self, peer_id: PeerId, action: Emit) -> ConnectionEvent:
         """Publish the event of a state-machine :class:`~engine.connection_state.Emit`.
@@ -583,9 +589,3 @@ class ConnectionEventHub(EventHub[ConnectionEvent]):
         """
         backlog, complete = self.events_since(event_id, filter)
         return backlog, complete, self.subscribe(filter, buffer_size)
-
-    def _publish_numbered(self, item: ConnectionEvent) -> tuple[ConnectionEvent, int]:
-        self._last_id += 1
-        event = dataclasses.replace(item, id=self._last_id)
-        self._ring.append(event)
-        return event, super().publish(event)
