@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -189,6 +189,7 @@ class StreamManager:
         self._nonce_threshold = nonce_warning_threshold
         self._peers: dict[PeerId, _PeerStreams] = {}
         self._handler_refs: dict[str, int] = {}
+        self._resets: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle per peer ----------------------------------------------------------------
@@ -291,7 +292,7 @@ class StreamManager:
             for _ in range(dropped):
                 self._events.message_dropped(state.peer_id, ch.name, DropReason.DISCONNECTED)
             for stream in ch.streams:
-                _spawn_reset(stream)
+                self._spawn_reset(stream)
             ch.streams.clear()
             ch.send_stream = None
         if state.cipher is not None:
@@ -304,8 +305,20 @@ class StreamManager:
         tasks: list[asyncio.Task[None]] = []
         for peer_id in list(self._peers):
             tasks += self.close_peer(peer_id)
+        tasks += self._resets
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn_reset(self, stream: P2PStream) -> None:
+        # Reset from synchronous code (the reset itself is a coroutine); tracked so that
+        # aclose() waits for it.
+        async def run() -> None:
+            with contextlib.suppress(Exception):
+                await stream.reset()
+
+        task = asyncio.get_running_loop().create_task(run(), name="gb-reset")
+        self._resets.add(task)
+        task.add_done_callback(self._resets.discard)
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -444,7 +457,7 @@ class StreamManager:
                 ch.opening = None
                 opening.set_result(None)
             if state.closed:
-                _spawn_reset(stream)
+                self._spawn_reset(stream)
                 raise NotEstablishedError(f"streams of {state.peer_id} were closed")
             ch.streams.add(stream)
             if ch.send_stream is None:
@@ -487,7 +500,7 @@ class StreamManager:
                     self._events.message_dropped(state.peer_id, ch.name, DropReason.WRITE_FAILED)
                 ch.flow.release(len(batch))
                 self._retire(ch, stream)
-                _spawn_reset(stream)
+                self._spawn_reset(stream)
                 return
             ch.flow.release(len(batch))
 
@@ -547,26 +560,3 @@ class StreamManager:
             if not state.closed:
                 with contextlib.suppress(GlueberryError):
                     await stream.aclose()
-
-
-_resets: set[asyncio.Task[None]] = set()
-
-
-def _spawn_reset(stream: P2PStream) -> None:
-    """Reset a stream from synchronous code (the reset itself is a coroutine)."""
-
-    async def run() -> None:
-        with contextlib.suppress(Exception):
-            await stream.reset()
-
-    try:
-        task = asyncio.get_running_loop().create_task(run(), name="gb-reset")
-    except RuntimeError:
-        return
-    _resets.add(task)
-    task.add_done_callback(_resets.discard)
-
-
-def pending_resets() -> Sequence[asyncio.Task[None]]:
-    """Reset tasks still running (the node awaits them on stop)."""
-    return list(_resets)
