@@ -17,8 +17,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
-from api.auth import Principal, Scope, forbidden, principal_from_record, unauthorized
+from api.auth import (
+    Principal,
+    Scope,
+    bearer_token,
+    forbidden,
+    origin_allowed,
+    principal_from_record,
+    unauthorized,
+)
 from api.errors import ApiError
 from api.ratelimit import RateDecision, rate_limit_headers
 from api.state import GatewayState
@@ -37,6 +46,7 @@ __all__ = [
     "PeersWrite",
     "StreamsSend",
     "authenticate",
+    "authenticate_connection",
     "client_ip",
     "get_gateway",
     "require",
@@ -87,6 +97,10 @@ def _too_many(decision: RateDecision, kind: str) -> ApiError:
 
 
 async def _charge(request: Request, gateway: GatewayState, kind: str, key: str) -> None:
+    await _charge_state(request.state, gateway, kind, key)
+
+
+async def _charge_state(state: Any, gateway: GatewayState, kind: str, key: str) -> None:
     settings = gateway.settings
     if not settings.rate_limit_enabled:
         return
@@ -95,7 +109,7 @@ async def _charge(request: Request, gateway: GatewayState, kind: str, key: str) 
     else:
         rate, burst = settings.rate_limit_per_ip, settings.rate_limit_burst_per_ip
     decision = await gateway.limiter.hit(f"{kind}:{key}", rate, burst)
-    request.state.rate_decision = decision
+    state.rate_decision = decision
     if not decision.allowed:
         gateway.metrics.rate_limited.labels(kind).inc()
         raise _too_many(decision, kind)
@@ -170,3 +184,46 @@ def peer_id_path(
 
 
 PeerIdPath = Annotated[PeerId, Depends(peer_id_path)]
+
+
+async def authenticate_connection(
+    connection: HTTPConnection, gateway: GatewayState, scope: Scope
+) -> Principal:
+    """Authenticate a browser-capable channel (WebSocket, EventSource) or any request.
+
+    Accepts ``Authorization: Bearer <key>`` or a single-use ``?ticket=`` from
+    ``POST /v1/tickets``; checks the ``Origin`` header against ``ws_origins``; charges
+    the rate limit and demands ``scope``.
+
+    Raises:
+        ApiError: 403 for a refused origin or missing scope, 401 without valid
+            credentials, 429 over the rate limit.
+    """
+    if not origin_allowed(connection.headers.get("origin"), gateway.settings.ws_origins):
+        raise ApiError(403, "origin_not_allowed", "this Origin may not open channels")
+    ticket = connection.query_params.get("ticket")
+    state: Any = connection.state
+    if ticket:
+        principal = await gateway.tickets.redeem(ticket)
+        if principal is None:
+            await _charge_state(state, gateway, "ip", _peer_host(connection))
+            raise unauthorized("unknown, used or expired ticket")
+        await _charge_state(state, gateway, "key", principal.key_id)
+    else:
+        token = None
+        header = connection.headers.get("authorization")
+        if header is not None:
+            token = bearer_token(header)
+        record = await gateway.api_keys.verify(token) if token and gateway.api_keys else None
+        if record is None:
+            await _charge_state(state, gateway, "ip", _peer_host(connection))
+            raise unauthorized()
+        principal = principal_from_record(record)
+        await _charge_state(state, gateway, "key", principal.key_id)
+    if not principal.allows(scope):
+        raise forbidden(scope)
+    return principal
+
+
+def _peer_host(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client is not None else "unknown"
