@@ -280,6 +280,8 @@ class Subscription(Generic[T]):
 
     def _offer(self, item: T) -> tuple[bool, T | None]:
         """Queue ``item`` if it matches; returns (delivered, dropped item or None)."""
+        if self._closed or self._draining:
+            return False, None  # e.g. unsubscribed by an on_drop callback mid-publish
         if self._match is not None and not self._match(item):
             return False, None
         dropped: T | None = None

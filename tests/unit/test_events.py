@@ -6,6 +6,7 @@ import asyncio
 import gc
 import random
 import weakref
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -433,3 +434,61 @@ def test_resume_properties(retention: int, n: int, cursor: int, buffer: int) -> 
     # the live subscription kept the newest `buffer` events and counted the rest
     assert sub.pending == min(n, buffer)
     assert sub.dropped == max(0, n - buffer)
+
+
+async def test_on_drop_unsubscribing_another_subscription_mid_publish() -> None:
+    subs: list[Subscription[int]] = []
+    hub: EventHub[int] = EventHub(buffer_size=1, on_drop=lambda s, i, r: subs[1].unsubscribe())
+    subs.extend([hub.subscribe(), hub.subscribe()])
+    hub.publish(1)
+    assert hub.publish(2) == 1  # subs[0] overflows, its callback ends subs[1] first
+    assert subs[1].pending == 0
+    assert await drain(subs[1]) == []
+
+
+def multiple_of(k: int) -> Callable[[int], bool]:
+    return lambda x: x % k == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["pub", "sub", "unsub", "take"]), st.integers(0, 7)),
+        max_size=120,
+    ),
+    drop_oldest=st.booleans(),
+)
+def test_fanout_model(ops: list[tuple[str, int]], drop_oldest: bool) -> None:
+    """Against a model: each subscription gets an in-order subsequence of what it matched,
+    and matched == delivered + queued + dropped, whatever the interleaving."""
+    overflow = Overflow.DROP_OLDEST if drop_oldest else Overflow.DROP_NEWEST
+    hub: EventHub[int] = EventHub(buffer_size=3, overflow=overflow)
+    subs: list[Subscription[int]] = []
+    matched: list[list[int]] = []
+    got: list[list[int]] = []
+    counter = 0
+    for op, arg in ops:
+        if op == "pub":
+            counter += 1
+            hub.publish(counter)
+            for i, s in enumerate(subs):
+                if not s.closed and counter % (i % 3 + 1) == 0:
+                    matched[i].append(counter)
+        elif op == "sub":
+            subs.append(hub.subscribe_where(multiple_of(len(subs) % 3 + 1)))
+            matched.append([])
+            got.append([])
+        elif subs:
+            i = arg % len(subs)
+            if op == "unsub":
+                subs[i].unsubscribe()
+            else:
+                item = subs[i].get_nowait()
+                if item is not None:
+                    got[i].append(item)
+    assert hub.subscriber_count == sum(not s.closed for s in subs)
+    for s, m, g in zip(subs, matched, got, strict=True):
+        assert g == [x for x in m if x in set(g)]  # an in-order subsequence
+        if not s.closed:
+            assert len(m) == len(g) + s.pending + s.dropped
+            assert s.drop_reasons == ({BUFFER_FULL: s.dropped} if s.dropped else {})
