@@ -523,6 +523,11 @@ class PeerStatsPublic(BaseModel):
                                 "bytes_out": 10,
                             }
                         },
+                        "messages_in": 3,
+                        "messages_out": 2,
+                        "bytes_in": 15,
+                        "bytes_out": 10,
+                        "connected": True,
                         "connect_count": 1,
                         "ping_rtt": 0.0004,
                         "decryption_errors": 0,
@@ -555,6 +560,11 @@ class StatsPublic(BaseModel):
                                         "bytes_out": 10,
                                     }
                                 },
+                                "messages_in": 3,
+                                "messages_out": 2,
+                                "bytes_in": 15,
+                                "bytes_out": 10,
+                                "connected": True,
                                 "connect_count": 1,
                                 "ping_rtt": 0.0004,
                                 "decryption_errors": 0,

@@ -202,7 +202,8 @@ async def test_connect_send_and_long_poll_receive(pair: tuple[Side, Side]) -> No
     assert empty["next_cursor"] == 4
 
     stats = (await a.client.get(f"/v1/peers/{b.peer_id}/stats", headers=a.headers)).json()
-    assert stats["stats"]["messages_out"]["messages"] == 4
+    assert stats["stats"]["messages_out"] == 4
+    assert stats["stats"]["streams"]["messages"]["messages_out"] == 4
     all_stats = (await a.client.get("/v1/stats", headers=a.headers)).json()
     assert all_stats["total"] == 1
     metrics = (await a.client.get("/metrics", headers=a.headers)).text
