@@ -7,18 +7,24 @@ with the current wall-clock time (epoch seconds) and gets back a :class:`Transit
 new state plus the *actions* to perform (arm a timer, dial, close, emit an event). The
 node performs them, outside any lock, in the order given.
 
-Lifecycle::
+Lifecycle (the table has every detail; "retry" means RECONNECTING when
+``auto_reconnect`` is set and the backoff has an attempt left, else DISCONNECTED)::
 
-                   dial_started                     dial_succeeded
-    DISCONNECTED ──────────────▶ CONNECTING ───────────────────────▶ CONNECTED
-        ▲  │ inbound_connected       │ dial_failed                 │  │ handshake_done
-        │  └─────────────────────────┼────────────────────────────▶ │  ▼
-        │                            ▼                               │ ESTABLISHED
-        │   (no retry left)    RECONNECTING ◀── disconnected ────────┴──┘
-        └──────────────────────   │ ▲  (retry with backoff)
-                    reconnect_due │ │ cooldown_expired
-                    (→ CONNECTING)│ │
-                                  │ COOLDOWN ◀── handshake_failed / handshake_timeout
+    DISCONNECTED  --dial_started-->                  CONNECTING
+    CONNECTING    --dial_succeeded-->                CONNECTED   (handshake timer armed)
+    DISCONNECTED, CONNECTING, RECONNECTING
+                  --inbound_connected-->             CONNECTED   (handshake timer armed)
+    CONNECTED     --handshake_done-->                ESTABLISHED
+    CONNECTED     --handshake_failed/_timeout-->     COOLDOWN    (retry if cooldown == 0)
+    CONNECTING    --dial_failed-->                   retry
+    CONNECTED, ESTABLISHED --disconnected-->         retry
+    RECONNECTING  --reconnect_due / dial_started-->  CONNECTING
+    COOLDOWN      --cooldown_expired-->              retry
+    COOLDOWN      --dial_started / inbound_connected--> refused until cooldown_until
+    RECONNECTING  --cancel_reconnect-->              DISCONNECTED
+    CONNECTING, CONNECTED, ESTABLISHED, RECONNECTING
+                  --disconnect_requested-->          DISCONNECTED
+    every state but DISCONNECTED --blacklisted-->    DISCONNECTED
 
 Epochs (why the handshake timer race of the Go original cannot happen here):
 ``machine.epoch`` increases by one on *every* state change. Every action that starts
