@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from multiaddr import Multiaddr
@@ -53,6 +53,13 @@ _log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 256 * 1024
 """Bytes a stream buffers for its reader before writers wait (like a yamux window)."""
+
+
+def _call_quietly(func: Callable[..., None], *args: object) -> None:
+    try:
+        func(*args)
+    except Exception:
+        _log.exception("host notifee raised")
 
 
 class _Pipe:
@@ -420,20 +427,19 @@ class MemoryHost:
             return conn.info_for(self)
         raise last
 
+    # Notifications go through loop.call_soon, as on the real host: a notifee never runs
+    # inside the network path, and a dial may return before its notification arrives.
+
     def _notify_connected(self, conn: _Connection) -> None:
         info = conn.info_for(self)
+        loop = asyncio.get_running_loop()
         for notifee in list(self._notifees):
-            try:
-                notifee.connected(info)
-            except Exception:
-                _log.exception("notifee.connected raised")
+            loop.call_soon(_call_quietly, notifee.connected, info)
 
     def _notify_disconnected(self, peer_id: PeerId, reason: BaseException | None) -> None:
+        loop = asyncio.get_running_loop()
         for notifee in list(self._notifees):
-            try:
-                notifee.disconnected(peer_id, reason)
-            except Exception:
-                _log.exception("notifee.disconnected raised")
+            loop.call_soon(_call_quietly, notifee.disconnected, peer_id, reason)
 
     def _drop(self, conn: _Connection, reason: BaseException | None) -> None:
         if conn.closed:

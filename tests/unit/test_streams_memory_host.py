@@ -67,6 +67,8 @@ async def test_dial_notifies_both_sides_and_streams_carry_bytes_both_ways() -> N
     b.set_stream_handler(PROTO, handler)
     info = await a.dial(b.peer_id, b.listen_addrs(), timeout=1)
     assert info.direction is Direction.OUTBOUND
+    assert ra.events == []  # notifications are delivered via call_soon
+    await asyncio.sleep(0)
     assert ra.events == [("connected", b.peer_id)]
     assert rb.events == [("connected", a.peer_id)]
     assert b.connection_info(a.peer_id).direction is Direction.INBOUND  # type: ignore[union-attr]
@@ -79,6 +81,7 @@ async def test_dial_notifies_both_sides_and_streams_carry_bytes_both_ways() -> N
     assert inbound.remote_peer == a.peer_id
     await a.close()
     await b.close()
+    await asyncio.sleep(0)
     assert ("disconnected", a.peer_id) in rb.events
 
 
