@@ -6,6 +6,8 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import SendTimeoutError, StreamClosedError
 from engine.flow import FlowController
@@ -287,3 +289,48 @@ async def test_random_cancellations_keep_accounting_exact(seed: int) -> None:
     assert not fc.paused
     assert outcomes["cancelled"] > 0
     assert outcomes["timeout"] > 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    high=st.integers(1, 8),
+    low_fraction=st.floats(0.0, 0.99),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["send", "send", "release", "cancel", "step"]), st.integers()),
+        max_size=80,
+    ),
+)
+def test_no_lost_wakeup_model(high: int, low_fraction: float, ops: list[tuple[str, int]]) -> None:
+    """After every step that lets tasks run: a blocked sender implies a pause, and pending
+    equals the slots held by senders that got through (no leak, no lost wake-up)."""
+    low = int(low_fraction * high)
+
+    async def scenario() -> None:
+        fc = FlowController(high, low)
+        tasks: list[asyncio.Task[None]] = []
+        held = 0  # slots taken by senders whose acquire() returned
+
+        async def sender() -> None:
+            nonlocal held
+            await fc.acquire()
+            held += 1
+
+        for op, arg in ops:
+            if op == "send":
+                tasks.append(asyncio.create_task(sender()))
+            elif op == "release" and held:
+                n = arg % held + 1
+                held -= n
+                fc.release(n)
+            elif op == "cancel" and tasks:
+                tasks[arg % len(tasks)].cancel()
+            await settle()
+            assert fc.pending == held
+            assert fc.waiting == sum(not t.done() for t in tasks)
+            if fc.waiting:
+                assert fc.paused
+            assert not fc.paused or fc.pending > low
+        fc.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
