@@ -473,7 +473,8 @@ class YamuxSession:
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as the peer's window allows.
 
-        ``bytes`` input is referenced until :meth:`data_to_send`; other buffers are copied.
+        Read-only input (``bytes`` or a read-only memoryview) is referenced until
+        :meth:`data_to_send`; mutable buffers are copied.
 
         Args:
             stream_id: a stream we may write on.
@@ -497,7 +498,8 @@ class YamuxSession:
         if n <= 0:
             return 0
         view = memoryview(data)
-        copy = not isinstance(data, bytes)
+        # Immutable input (bytes, or a read-only view of it) is referenced, not copied.
+        copy = not (isinstance(data, bytes) or view.readonly)
         step = self.max_frame_payload
         out = self._out
         for start in range(0, n, step):
