@@ -152,7 +152,7 @@ async def serve(settings: Any, *, env_file: str | None = ".env") -> int:
             await engine.dispose()
 
     async def on_started(_: Any) -> None:
-        await repository.start()
+        # The node started the repository's flush loop; the key store has its own.
         await api_keys.start()
 
     app = create_app(

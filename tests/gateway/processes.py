@@ -78,6 +78,7 @@ class GatewayProcess:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.info: dict[str, Any] = {}
         self.log_path = data_dir / "serve.log"
+        self._reader: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -104,7 +105,8 @@ class GatewayProcess:
             text=True,
         )
         log.close()
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        self._reader.start()
         info: dict[str, Any] = {"p2p_addrs": []}
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -139,14 +141,20 @@ class GatewayProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return 0
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                return proc.wait(timeout=START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise
+        try:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=START_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    raise
+        finally:
+            if self._reader is not None:
+                self._reader.join(timeout=START_TIMEOUT)  # ends at EOF of stdout
+            if proc.stdout is not None:
+                proc.stdout.close()
         return proc.returncode
 
     def log(self) -> str:
