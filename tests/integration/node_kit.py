@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "reconnect_max_attempts": 50,
     "failed_handshake_cooldown": 30.0,
     "auto_connect": False,
+    # Hundreds of connections per second from 127.0.0.1 (connect/disconnect cycles).
+    "connection_rate_per_ip": 100_000.0,
+    "max_connections_per_ip": 10_000,  # every test node connects from 127.0.0.1
 }
 
 
