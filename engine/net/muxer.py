@@ -619,6 +619,8 @@ class YamuxConnection:
     # -- streams -----------------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        if self._reader is None:
+            raise RuntimeError("YamuxConnection.start() was not called")
         if self._state != _OPEN:
             exc = ConnectionClosedError("connection closed")
             raise exc from self._reason

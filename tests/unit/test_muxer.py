@@ -576,6 +576,8 @@ async def test_unstarted_connection_closes_channel() -> None:
     conn = YamuxConnection(a, is_client=True)
     with pytest.raises(RuntimeError):
         _ = conn.closed
+    with pytest.raises(RuntimeError):
+        await conn.open_stream()
     await conn.aclose()
     assert await b.read() == b""
 
@@ -602,3 +604,35 @@ def test_constructor_validation() -> None:
         YamuxConnection(MemoryChannel(), is_client=True, keepalive_interval=5, keepalive_timeout=5)
     with pytest.raises(ValueError, match="write_high_water"):
         YamuxConnection(MemoryChannel(), is_client=True, write_high_water=0)
+
+
+async def test_pending_ping_fails_when_connection_closes() -> None:
+    a, b = MemoryChannel.pair()  # silent peer
+    conn = YamuxConnection(a, is_client=True)
+    conn.start()
+    pinger = asyncio.create_task(conn.ping())
+    await eventually(lambda: b._inbox_len > 0)
+    await b.aclose()
+    with pytest.raises(ConnectionClosedError):
+        await asyncio.wait_for(pinger, WAIT)
+    with pytest.raises(ConnectionClosedError):
+        await conn.ping()
+    await conn.aclose()
+
+
+async def test_failing_on_stream_callback_resets_the_stream() -> None:
+    a, b = MemoryChannel.pair()
+
+    def broken(stream: MuxedStream) -> None:
+        raise RuntimeError("handler bug")
+
+    async with (
+        YamuxConnection(a, is_client=True) as client,
+        YamuxConnection(b, is_client=False, on_stream=broken) as server,
+    ):
+        s = await client.open_stream()
+        await s.write(b"x")
+        with pytest.raises(StreamResetError):
+            await asyncio.wait_for(s.read(), WAIT)
+        assert not server.is_closed
+        assert await client.ping(timeout=WAIT) >= 0
