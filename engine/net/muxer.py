@@ -13,7 +13,9 @@ resolves :attr:`YamuxConnection.closed`; nothing is left running afterwards.
 
 Backpressure. A stream write takes at most the peer's send window and waits for a window
 update for the rest; once ``write_high_water`` bytes are queued for the channel, writers
-wait until the writer task has taken them.
+wait until the writer task has taken them, and the writer task takes the next batch only
+after the channel's ``write`` returned (TCP backpressure through Noise). So at most about
+one batch in flight plus ``write_high_water`` queued, per connection.
 
 Errors (trio's contract, see :mod:`engine.net.interface`):
 

@@ -271,16 +271,34 @@ async def test_backpressure_blocks_writer_at_the_window(pair: Pair) -> None:
 
 
 async def test_high_water_mark_pauses_writers() -> None:
-    a, b = MemoryChannel.pair(limit=64 * KiB)  # a slow channel: 64 KiB in flight
+    a, b = MemoryChannel.pair(limit=64 * KiB)  # at most 64 KiB in flight on the channel
     client = YamuxConnection(a, is_client=True, write_high_water=32 * KiB)
-    server = YamuxConnection(b, is_client=False)
-    async with client, server:
-        s = await client.open_stream()
-        w = asyncio.create_task(s.write(os.urandom(200 * KiB)))
-        ss = await asyncio.wait_for(server.accept_stream(), WAIT)
-        async with asyncio.timeout(WAIT):
-            got = await asyncio.gather(w, ss.read(1))
-        assert len(got[1]) == 1
+    server = YamuxConnection(b, is_client=False)  # not started yet: nobody reads b
+    async with client:
+        streams = [await client.open_stream() for _ in range(3)]
+        payload = os.urandom(100 * KiB)  # within each stream's window
+
+        async def write_all() -> None:
+            for st in streams:
+                await st.write(payload)
+
+        w = asyncio.create_task(write_all())
+        # The first batch fills the channel, the writer task blocks on the second, and
+        # the third stays queued: the stream writer waits at the high-water mark.
+        await eventually(lambda: bool(client._progress_waiters) and client._writer_busy)
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert not w.done()
+        assert client._session.bytes_to_send == 100 * KiB + 12 * 2
+        async with server:
+            async with asyncio.timeout(WAIT):
+                await w
+                for _ in streams:
+                    ss = await server.accept_stream()
+                    got = bytearray()
+                    while len(got) < len(payload):
+                        got += await ss.read()
+                    assert bytes(got) == payload
 
 
 # -- half-close and reset -------------------------------------------------------------------
@@ -436,7 +454,7 @@ async def test_keepalive_closes_silent_peer_within_bound() -> None:
     assert b._inbox_len > 0
 
 
-async def test_keepalive_keeps_live_peer(pair: Pair) -> None:
+async def test_keepalive_keeps_live_peer() -> None:
     a, b = MemoryChannel.pair()
     client = YamuxConnection(a, is_client=True, keepalive_interval=UNIT, keepalive_timeout=3 * UNIT)
     server = YamuxConnection(b, is_client=False)
