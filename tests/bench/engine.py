@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # This file is named engine.py: run as a script, its own directory comes first on
 # sys.path and would shadow the engine package.
@@ -79,7 +80,7 @@ async def receiver() -> None:
 # -- sender (this process) -----------------------------------------------------------------
 
 
-async def start_receiver() -> tuple[asyncio.subprocess.Process, dict[str, object]]:
+async def start_receiver() -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     proc = await asyncio.create_subprocess_exec(
@@ -169,7 +170,7 @@ async def sender(args: argparse.Namespace) -> None:
     results: dict[str, object] = {}
     try:
         peer = PeerId.from_string(str(info["peer_id"]))
-        await node.add_peer(peer, list(info["addrs"]))  # type: ignore[arg-type]
+        await node.add_peer(peer, list(info["addrs"]))
         await node.connect(peer, timeout=30)
         await throughput(node, peer, 1024, 2000)  # warm-up
         profiler = cProfile.Profile() if args.profile else None
