@@ -147,6 +147,35 @@ class GatewaySettings(BaseSettings):
         default=1000, description="Largest page a list or long-poll request may ask for."
     )
 
+    # -- realtime channels (WebSocket / SSE) ---------------------------------------------
+    ws_rate_limit: Annotated[float, Field(gt=0, le=10_000_000)] = Field(
+        default=10_000.0, description="Inbound WebSocket frames per second per connection."
+    )
+    ws_rate_burst: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=20_000, description="Inbound frame bucket size per connection (burst)."
+    )
+    ws_rate_close_after: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=100, description="Refused frames in a row after which the server closes (4029)."
+    )
+    ws_lag_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.5, description="Fraction of a client's queue at which a `lag` frame is sent."
+    )
+    ws_max_dropped: Annotated[int, Field(ge=0, le=100_000_000)] = Field(
+        default=1024, description="Messages dropped for a slow client before closing (4008)."
+    )
+    ws_send_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0, description="Seconds one write to a client may stall before closing (4008)."
+    )
+    ws_heartbeat: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=15.0, description="Idle seconds between `heartbeat` frames on event channels."
+    )
+    idempotency_keys: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=100_000, description="Stream-send idempotency keys remembered (LRU)."
+    )
+    idempotency_ttl: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=600.0, description="Seconds a stream-send idempotency key is remembered."
+    )
+
     @field_validator("bootstrap_peers", "cors_origins", "ws_origins", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:

@@ -11,6 +11,10 @@ from api.routes import (
     peers,
     stats,
     tickets,
+    ws_events,
+    ws_handshake,
+    ws_messages,
+    ws_streams,
 )
 
 ROUTERS = (
@@ -24,6 +28,10 @@ ROUTERS = (
     events.router,
     handshake.router,
     tickets.router,
+    ws_streams.router,
+    ws_messages.router,
+    ws_events.router,
+    ws_handshake.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -1,0 +1,115 @@
+"""``WS /v1/messages?stream=&peer=``: fan-in of received messages.
+
+Every message the node receives (optionally only one stream and/or one peer) goes out
+as a JSON text frame ``{"type": "message", "seq", "peer_id", "stream", "data", "received_at"}``
+with the payload in base64 and ``seq`` the engine's node-wide receive sequence number.
+The first frame is ``ready``. A client reading too slowly gets ``lag`` / ``dropped``
+frames and finally a close with code 4008, as on the stream channel. The channel takes
+no commands: any frame the client sends is answered with an ``error`` frame (code
+``unsupported``), subject to the per-connection rate limit (4029 when it persists).
+
+Scope: ``monitor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, WebSocket
+
+from api.auth import Scope
+from api.channels import frames
+from api.channels.codes import CloseCode
+from api.channels.inbound import FrameRateLimiter
+from api.channels.outbound import OutboundTracker
+from api.errors import ApiError, status_for
+from api.routes.ws_common import channel_state, open_channel, refuse
+from api.routes.ws_streams import _run_pair, pump_messages
+from api.settings import GatewaySettings
+from engine.crypto.identity import PeerId
+from engine.errors import GlueberryError
+from engine.stream_name import check_stream_name
+
+__all__ = ["reject_commands", "router"]
+
+router = APIRouter()
+
+
+@router.websocket("/v1/messages")
+async def messages_channel(
+    websocket: WebSocket,
+    stream: Annotated[str | None, Query(max_length=128)] = None,
+    peer: Annotated[str | None, Query(max_length=128)] = None,
+) -> None:
+    """Fan-in of received messages (see the module docstring)."""
+    try:
+        gateway, _, node = await open_channel(websocket, Scope.MONITOR)
+        pid = PeerId.from_string(peer) if peer else None
+        if stream:
+            check_stream_name(stream, node.config.max_stream_name_length)
+    except ApiError as exc:
+        await refuse(websocket, exc)
+        return
+    except GlueberryError as exc:
+        await refuse(websocket, ApiError(status_for(exc), exc.code, exc.message))
+        return
+    settings = gateway.settings
+    channels = channel_state(gateway, websocket.app)
+    subscription = node.messages(stream or None, pid)
+    try:
+        await websocket.accept()
+        await websocket.send_text(
+            frames.encode(
+                frames.ready(
+                    "messages",
+                    stream=stream or None,
+                    peer_id=None if pid is None else str(pid),
+                    queue_size=subscription.buffer_size,
+                )
+            )
+        )
+    except Exception:
+        subscription.unsubscribe()
+        return
+    channels.open_channels += 1
+    tracker = OutboundTracker(
+        subscription.buffer_size,
+        max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
+        settings.ws_max_dropped,
+    )
+    writer = asyncio.ensure_future(
+        pump_messages(websocket, subscription, tracker, settings, binary=False)
+    )
+    reader = asyncio.ensure_future(reject_commands(websocket, settings))
+    try:
+        await _run_pair(websocket, reader, writer, settings)
+    finally:
+        subscription.unsubscribe()
+        channels.open_channels -= 1
+
+
+async def reject_commands(websocket: WebSocket, settings: GatewaySettings) -> tuple[int, str]:
+    """Reader of a watch-only channel: answer every frame with ``unsupported``.
+
+    Returns:
+        ``(close code, reason)``: 0 when the client went away, 4029 when it kept
+        sending over the rate limit.
+    """
+    limiter = FrameRateLimiter(
+        settings.ws_rate_limit, settings.ws_rate_burst, settings.ws_rate_close_after
+    )
+    while True:
+        event = await websocket.receive()
+        if event["type"] == "websocket.disconnect":
+            return 0, ""
+        verdict = limiter.check()
+        if verdict.allowed:
+            frame = frames.error("unsupported", "this channel takes no commands", 400)
+        else:
+            frame = frames.error(
+                "rate_limited", "too many frames; slow down", 429, retry_after=verdict.retry_after
+            )
+        await websocket.send_text(frames.encode(frame))
+        if verdict.close:
+            return CloseCode.RATE_LIMITED, "rate limited: too many frames over the limit"

@@ -1,0 +1,268 @@
+"""``WS /v1/peers/{peer_id}/streams/{stream}``: a bidirectional stream channel.
+
+- **Client -> server.** A binary frame is one message to send. A text frame
+  ``{"type": "send", "data": "<base64>", "key": "<idempotency key>"}`` sends too, and a
+  ``key`` makes it idempotent: a send whose key was already acknowledged (on this or an
+  earlier connection of the same API key, peer and stream) is acknowledged with
+  ``duplicate: true`` and not sent again.
+- **Every inbound frame gets exactly one reply**, in order: ``{"type": "ack", "seq": n}``
+  or ``{"type": "nack", "seq": n, "code", "status", "message"}``, where ``n`` counts the
+  frames the client sent on this connection (1, 2, ...). A nack means nothing was sent.
+- **Backpressure.** The server reads the next frame only after the engine accepted the
+  previous one; while the engine's flow control blocks the send, the server stops
+  reading the socket, so TCP pushes back to the client.
+- **Server -> client.** Messages received from the peer on this stream are binary
+  frames. A client that reads too slowly gets ``lag`` and ``dropped`` control frames and,
+  past ``ws_max_dropped`` dropped messages (or a write stalled for ``ws_send_timeout``
+  seconds), a close with code 4008.
+- **Limits.** Inbound frames are rate limited per connection (``ws_rate_limit``): a
+  frame over the limit is nacked with ``rate_limited`` (status 429, ``retry_after``);
+  after ``ws_rate_close_after`` such frames in a row the server closes with 4029.
+
+Scopes: ``monitor`` to open and receive; ``streams:send`` to send (checked per frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+
+from api.auth import Principal, Scope
+from api.channels import frames
+from api.channels.codes import CloseCode
+from api.channels.idempotency import IdempotencyCache, KeyState
+from api.channels.inbound import FrameRateLimiter
+from api.channels.outbound import OutboundTracker
+from api.errors import ApiError, status_for
+from api.routes.ws_common import channel_state, close_quietly, error_fields, open_channel, refuse
+from api.settings import GatewaySettings
+from engine.crypto.identity import PeerId
+from engine.errors import GlueberryError
+from engine.stream_name import check_stream_name
+
+__all__ = ["pump_messages", "router"]
+
+router = APIRouter()
+
+
+@router.websocket("/v1/peers/{peer_id}/streams/{stream}")
+async def stream_channel(websocket: WebSocket, peer_id: str, stream: str) -> None:
+    """Bidirectional channel on one named stream of one peer (see the module docstring)."""
+    try:
+        gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
+        pid = PeerId.from_string(peer_id)
+        check_stream_name(stream, node.config.max_stream_name_length)
+    except ApiError as exc:
+        await refuse(websocket, exc)
+        return
+    except GlueberryError as exc:
+        await refuse(websocket, ApiError(status_for(exc), exc.code, exc.message))
+        return
+    settings = gateway.settings
+    channels = channel_state(gateway, websocket.app)
+    # Subscribe before accepting: every message received from here on is delivered.
+    subscription = node.messages(stream, pid)
+    try:
+        await websocket.accept()
+        await websocket.send_text(
+            frames.encode(
+                frames.ready(
+                    "stream",
+                    peer_id=str(pid),
+                    stream=stream,
+                    state=str(node.connection_state(pid).value),
+                    queue_size=subscription.buffer_size,
+                    max_message_size=int(node.config.max_message_size),
+                )
+            )
+        )
+    except Exception:
+        subscription.unsubscribe()
+        return
+    channels.open_channels += 1
+    tracker = OutboundTracker(
+        subscription.buffer_size,
+        max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
+        settings.ws_max_dropped,
+    )
+    writer = asyncio.ensure_future(
+        pump_messages(websocket, subscription, tracker, settings, binary=True)
+    )
+    reader = asyncio.ensure_future(
+        _read_sends(websocket, node, pid, stream, principal, settings, channels.idempotency)
+    )
+    try:
+        await _run_pair(websocket, reader, writer, settings)
+    finally:
+        subscription.unsubscribe()
+        channels.open_channels -= 1
+
+
+async def _run_pair(
+    websocket: WebSocket,
+    reader: asyncio.Future[tuple[int, str]],
+    writer: asyncio.Future[tuple[int, str]],
+    settings: GatewaySettings,
+) -> None:
+    """Wait for either side to finish, stop the other, close with the deciding code."""
+    try:
+        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+    first = writer if writer in done else reader
+    code, reason = int(CloseCode.NORMAL), ""
+    if not first.cancelled() and first.exception() is None:
+        code, reason = first.result()
+    if code:
+        # The close frame waits for the socket to be writable: bounded by the send timeout.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.ws_send_timeout):
+                await close_quietly(websocket, code, reason)
+
+
+async def pump_messages(
+    websocket: WebSocket,
+    subscription: Any,
+    tracker: OutboundTracker,
+    settings: GatewaySettings,
+    *,
+    binary: bool,
+) -> tuple[int, str]:
+    """Forward received messages to the client with lag/drop accounting.
+
+    Args:
+        websocket: the accepted socket.
+        subscription: the engine message subscription (the bounded queue).
+        tracker: the connection's accounting.
+        settings: gateway settings (send timeout).
+        binary: send payloads as binary frames (stream channel) or ``message`` JSON
+            frames (fan-in channel).
+
+    Returns:
+        ``(close code, reason)``; code 0 when the client went away.
+    """
+    loop = asyncio.get_running_loop()
+    timeout = settings.ws_send_timeout
+    try:
+        async with asyncio.timeout(None) as stall:
+            async for message in subscription:
+                for frame in tracker.before_send(
+                    message.seq, subscription.pending, subscription.dropped
+                ):
+                    stall.reschedule(loop.time() + timeout)
+                    await websocket.send_text(frames.encode(frame))
+                if tracker.exceeded:
+                    for frame in tracker.abandon(1 + subscription.pending):
+                        stall.reschedule(loop.time() + timeout)
+                        await websocket.send_text(frames.encode(frame))
+                    return CloseCode.TOO_SLOW, tracker.close_reason()
+                stall.reschedule(loop.time() + timeout)
+                if binary:
+                    await websocket.send_bytes(message.data)
+                else:
+                    await websocket.send_text(frames.encode(frames.message_frame(message)))
+                stall.reschedule(None)
+                tracker.sent(message.seq)
+            # The subscription ended: the node stopped. Report drops not yet reported.
+            for frame in tracker.before_send(None, 0, subscription.dropped):
+                stall.reschedule(loop.time() + timeout)
+                await websocket.send_text(frames.encode(frame))
+    except TimeoutError:
+        return CloseCode.TOO_SLOW, f"too slow: a write stalled for more than {timeout:g}s"
+    except Exception:
+        return 0, ""  # the client went away
+    return CloseCode.GOING_AWAY, "the node stopped"
+
+
+async def _read_sends(
+    websocket: WebSocket,
+    node: Any,
+    peer: PeerId,
+    stream: str,
+    principal: Principal,
+    settings: GatewaySettings,
+    cache: IdempotencyCache,
+) -> tuple[int, str]:
+    """Read frames one at a time, send each, reply ack/nack. Returns the close decision."""
+    limiter = FrameRateLimiter(
+        settings.ws_rate_limit, settings.ws_rate_burst, settings.ws_rate_close_after
+    )
+    may_send = principal.allows(Scope.STREAMS_SEND)
+    scope_prefix = (principal.key_id, str(peer), stream)
+    send_text = websocket.send_text
+    seq = 0
+    while True:
+        event = await websocket.receive()
+        if event["type"] == "websocket.disconnect":
+            return 0, ""
+        seq += 1
+        verdict = limiter.check()
+        if not verdict.allowed:
+            await send_text(
+                frames.encode(
+                    frames.nack(
+                        seq,
+                        "rate_limited",
+                        "too many frames; slow down",
+                        429,
+                        retry_after=verdict.retry_after,
+                    )
+                )
+            )
+            if verdict.close:
+                return CloseCode.RATE_LIMITED, "rate limited: too many frames over the limit"
+            continue
+        data: bytes | None = event.get("bytes")
+        key: str | None = None
+        if data is None:
+            try:
+                request = frames.parse_stream_frame(event.get("text") or "")
+                data = request.payload()
+                key = request.key
+            except frames.FrameError as exc:
+                await send_text(frames.encode(frames.nack(seq, exc.code, exc.message, 400)))
+                continue
+        if not may_send:
+            await send_text(
+                frames.encode(
+                    frames.nack(
+                        seq, "forbidden", "this API key lacks the 'streams:send' scope", 403, key
+                    )
+                )
+            )
+            continue
+        cache_key = (*scope_prefix, key) if key is not None else None
+        if cache_key is not None:
+            state = cache.begin(cache_key)
+            if state is KeyState.DONE:
+                await send_text(frames.encode(frames.ack(seq, key, duplicate=True)))
+                continue
+            if state is KeyState.PENDING:
+                await send_text(
+                    frames.encode(
+                        frames.nack(
+                            seq,
+                            "duplicate_in_flight",
+                            "a send with this key is in flight; retry later",
+                            409,
+                            key,
+                        )
+                    )
+                )
+                continue
+        try:
+            await node.send(peer, stream, data)
+        except Exception as exc:  # every failure is reported to the client, never raised
+            if cache_key is not None:
+                cache.forget(cache_key)
+            code, message, status = error_fields(exc)
+            await send_text(frames.encode(frames.nack(seq, code, message, status, key)))
+            continue
+        if cache_key is not None:
+            cache.done(cache_key)
+        await send_text(frames.encode(frames.ack(seq, key)))
