@@ -349,18 +349,30 @@ class ConnectionManager:
                 peer.dial_task = None
 
     def _dial_done(self, peer: _Peer, epoch: int, error: GlueberryError | None) -> None:
+        current = peer.dial_epoch == epoch and peer.machine.epoch == epoch
         if peer.dial_epoch == epoch:
             peer.dial_epoch = None
         now = self._clock()
-        if error is None:
+        info = self._host.connection_info(peer.peer_id)
+        if current and info is not None and info.direction is Direction.INBOUND:
+            # Simultaneous dials: the host kept the peer's connection, not ours (or our
+            # dial failed because of it). Take the connection that exists.
+            self._connection_up(peer, peer.machine.inbound_connected(now), info)
+        elif error is None:
             tr = peer.machine.dial_succeeded(now, epoch=epoch)
-            if tr.ignored is None:
-                info = self._host.connection_info(peer.peer_id)
+            if tr.ignored is None and info is not None:
+                self._connection_up(peer, tr, info)
+            elif tr.ignored is None:
+                lost = ConnectionClosedError("the connection closed right after the dial")
                 self._feed(peer, tr)
-                if tr.state is ConnectionState.CONNECTED and info is not None:
-                    self._on_connected(peer.peer_id, info)
+                self._feed(peer, peer.machine.disconnected(now, error=lost), lost)
         else:
             self._feed(peer, peer.machine.dial_failed(now, epoch=epoch, error=error), error)
+
+    def _connection_up(self, peer: _Peer, tr: Transition, info: ConnectionInfo) -> None:
+        self._feed(peer, tr)
+        if tr.changed and tr.state is ConnectionState.CONNECTED:
+            self._on_connected(peer.peer_id, info)
 
     def auto_connect(self, peer_id: PeerId) -> None:
         """Start connecting in the background (address-book peers on start)."""
@@ -508,19 +520,19 @@ class ConnectionManager:
         state = peer.machine.state
         if state in _CONNECTED:
             return
-        if (
-            info.direction is Direction.OUTBOUND
-            and state is ConnectionState.CONNECTING
-            and peer.dial_epoch is not None
-        ):
+        if state is ConnectionState.CONNECTING and peer.dial_epoch is not None:
+            if info.direction is Direction.INBOUND:
+                # Our own dial is in flight, so both sides are dialing: the host keeps one
+                # of the two connections, and both sides must agree on its direction (the
+                # dialer opens the handshake stream). The dial's outcome tells which one
+                # survived (see _dial_done); until then this notice is not acted on.
+                return
             epoch = peer.dial_epoch
             peer.dial_epoch = None
             tr = peer.machine.dial_succeeded(now, epoch=epoch)
         else:
             tr = peer.machine.inbound_connected(now)
-        self._feed(peer, tr)
-        if tr.changed and tr.state is ConnectionState.CONNECTED:
-            self._on_connected(info.peer_id, info)
+        self._connection_up(peer, tr, info)
 
     def disconnected(self, peer_id: PeerId, reason: BaseException | None) -> None:
         """Host notification: the connection is gone."""

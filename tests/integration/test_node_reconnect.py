@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from multiaddr import Multiaddr
-from node_kit import HOST_KINDS, Cluster, connect_pair, wait_state
+from node_kit import HOST_KINDS, Cluster, connect_pair, introduce, wait_state
 
 from engine.connection_state import ConnectionState
 from engine.events import EventFilter
@@ -137,3 +137,22 @@ async def test_reconnect_gives_up_after_max_attempts(cluster: Cluster) -> None:
                     break
     assert states.count(ConnectionState.CONNECTING) == 2
     assert a.connection_state(b.peer_id) is ConnectionState.DISCONNECTED
+
+
+async def test_simultaneous_connect_from_both_sides(cluster: Cluster) -> None:
+    for _ in range(5):
+        a = await cluster.node()
+        b = await cluster.node()
+        await introduce(a, b)
+        await introduce(b, a)
+        await asyncio.wait_for(
+            asyncio.gather(a.connect(b.peer_id, timeout=10), b.connect(a.peer_id, timeout=10)),
+            15,
+        )
+        assert a.connection_state(b.peer_id) is ConnectionState.ESTABLISHED
+        assert b.connection_state(a.peer_id) is ConnectionState.ESTABLISHED
+        sub = b.messages()
+        await a.send(b.peer_id, "messages", b"hi")
+        async with asyncio.timeout(5):
+            assert (await anext(sub)).data == b"hi"
+        sub.unsubscribe()
