@@ -116,6 +116,10 @@ class Config(BaseSettings):
     event_buffer_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         default=1024, description="Queued events per subscriber before drops are counted."
     )
+    event_retention: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=10_000,
+        description="Latest connection events kept so clients can resume from a cursor.",
+    )
     message_buffer_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         default=4096, description="Queued received messages per subscriber."
     )

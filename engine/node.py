@@ -169,7 +169,9 @@ class Node:
         self._seq = 0
 
         self._blacklist = Blacklist()
-        self._events = ConnectionEventHub(config.event_buffer_size)
+        self._events = ConnectionEventHub(
+            config.event_buffer_size, retention=config.event_retention
+        )
         self._messages: EventHub[IncomingMessage] = EventHub(
             config.message_buffer_size, on_drop=self._message_dropped_by_subscriber
         )
