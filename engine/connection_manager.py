@@ -84,6 +84,7 @@ class _Peer:
     dial_epoch: int | None = None  # epoch of the Dial in flight
     dial_task: asyncio.Task[None] | None = None  # background dial (reconnects)
     inline_dial: bool = False  # the Dial is run by a connect() caller
+    keep_transport: bool = False  # a Close must not close the (new) transport connection
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
     last_error: GlueberryError | None = None
 
@@ -272,7 +273,7 @@ class ConnectionManager:
                 peer.dial_task = None
         elif isinstance(action, Close):
             self._on_close(peer.peer_id)
-            if self._host.is_connected(peer.peer_id):
+            if self._host.is_connected(peer.peer_id) and not peer.keep_transport:
                 self._spawn(self._disconnect_quietly(peer.peer_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -533,6 +534,26 @@ class ConnectionManager:
         else:
             tr = peer.machine.inbound_connected(now)
         self._connection_up(peer, tr, info)
+
+    def replaced(self, info: ConnectionInfo) -> None:
+        """The peer's connection was replaced by a new one without a notification.
+
+        The host swaps connections silently when the same side dials again (a peer that
+        restarted before we noticed its old connection die). The old session is over:
+        tear it down (keeping the new transport connection) and start again on the new
+        one, as if it had just come up.
+        """
+        peer = self._peers.get(info.peer_id)
+        if peer is None or peer.machine.state not in _CONNECTED or not self._running:
+            return
+        now = self._clock()
+        lost = ConnectionClosedError("the peer replaced its connection (it restarted)")
+        peer.keep_transport = True
+        try:
+            self._feed(peer, peer.machine.disconnected(now, error=lost), lost)
+        finally:
+            peer.keep_transport = False
+        self._connection_up(peer, peer.machine.inbound_connected(now), info)
 
     def disconnected(self, peer_id: PeerId, reason: BaseException | None) -> None:
         """Host notification: the connection is gone."""

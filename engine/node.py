@@ -871,6 +871,18 @@ class Node:
     async def _handle_handshake_stream(self, stream: P2PStream) -> None:
         """Host handler for inbound ``/glueberry/handshake/1.0.0`` streams."""
         session = self._sessions.get(stream.remote_peer)
+        if (
+            session is not None
+            and session.core is not None
+            and session.core.phase is HandshakePhase.DONE
+            and self._running
+        ):
+            # A new handshake from a peer we consider established: it restarted and its
+            # new connection silently replaced the old one. Start over on the new one.
+            info = self._host.connection_info(stream.remote_peer)
+            if info is not None:
+                self._cm.replaced(info)
+                session = self._sessions.get(stream.remote_peer)
         if session is None and self._running:
             # The stream may overtake the host's "connected" notification (delivered via
             # call_soon): act on the connection now; the late notification is a no-op.

@@ -421,8 +421,16 @@ class MemoryHost:
                 return existing.info_for(self)
             conn = _Connection(a=self, b=remote, a_addr=src, b_addr=addr, dialer=self)
             self._conns[peer_id] = conn
+            stale = remote._conns.get(self._peer_id)
             remote._conns[self._peer_id] = conn
-            remote._notify_connected(conn)
+            if stale is not None and stale.dialer.peer_id == self._peer_id:
+                # As on the real host: a newer connection dialed by the same side replaces
+                # the old one silently (no notification on the remote side).
+                stale.closed = True
+                for stream in list(stale.streams):
+                    stream.reset_now()
+            else:
+                remote._notify_connected(conn)
             self._notify_connected(conn)
             return conn.info_for(self)
         raise last
@@ -538,6 +546,18 @@ class MemoryHost:
         if tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    def vanish(self) -> None:
+        """Disappear without the peers noticing (power loss, partition; tests).
+
+        Local state is dropped and nothing is sent: the peers keep a connection that
+        leads nowhere until a newer one from the same peer replaces it.
+        """
+        self._closed = True
+        self._net._unbind(self)
+        self._conns.clear()
+        for task in list(self._tasks):
+            task.cancel()
 
     def crash(self) -> None:
         """Vanish without a clean close (tests): peers see a disconnect with a reason."""

@@ -156,3 +156,36 @@ async def test_simultaneous_connect_from_both_sides(cluster: Cluster) -> None:
         async with asyncio.timeout(5):
             assert (await anext(sub)).data == b"hi"
         sub.unsubscribe()
+
+
+async def test_peer_restarted_unnoticed_is_rehandshaken_on_its_new_connection(
+    cluster: Cluster,
+) -> None:
+    # The peer loses power: we keep a dead connection; it restarts and dials us, and the
+    # host swaps the connections silently. Its new handshake must be answered at once.
+    if cluster.kind != "memory":
+        pytest.skip("needs a peer that vanishes without a FIN/RST (memory host)")
+    a = await cluster.node()
+    b = await cluster.node()
+    await connect_pair(b, a)
+    addr = b.host.listen_addrs()[0]
+    identity = b._identity
+    b.host.vanish()  # type: ignore[attr-defined]
+    await b.stop()
+    assert a.connection_state(b.peer_id) is ConnectionState.ESTABLISHED  # nothing noticed
+    b2 = cluster.build(identity=identity, ip=addr.value_for_protocol("ip4"))
+    await b2.host.listen([addr])
+    await b2.start()
+    with a.subscribe(EventFilter(peers={b.peer_id})) as events:
+        await connect_pair(b2, a)
+        async with asyncio.timeout(5):
+            async for event in events:
+                if event.state is ConnectionState.ESTABLISHED:
+                    break
+    sub_a = a.messages()
+    sub_b = b2.messages()
+    await b2.send(a.peer_id, "messages", b"from-new-b")
+    await a.send(b.peer_id, "messages", b"to-new-b")
+    async with asyncio.timeout(5):
+        assert (await anext(sub_a)).data == b"from-new-b"
+        assert (await anext(sub_b)).data == b"to-new-b"
