@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psutil
 import pytest
 from node_kit import HOST_KINDS, Cluster, introduce, wait_state
 
@@ -62,6 +63,7 @@ async def test_500_connect_handshake_disconnect_cycles_leave_no_task(cluster: Cl
 
 async def test_stop_with_100_connected_peers(cluster: Cluster) -> None:
     baseline = len(asyncio.all_tasks())
+    fds = psutil.Process().num_fds()
     hub = await cluster.node(default_streams=["s"])
     peers = [await cluster.node(default_streams=["s"]) for _ in range(100)]
     sub = hub.messages(stream="s")
@@ -86,6 +88,7 @@ async def test_stop_with_100_connected_peers(cluster: Cluster) -> None:
     for p in peers:
         await p.stop()
     assert await settle(baseline) <= baseline
+    assert psutil.Process().num_fds() <= fds  # no socket left open
 
 
 async def test_stop_flushes_the_repository(cluster: Cluster, tmp_path: Path) -> None:
