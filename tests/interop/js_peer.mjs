@@ -249,10 +249,17 @@ emit({
   protocols: selfProtocols
 })
 
-function connectionTo (peer) {
-  const conns = node.getConnections(peerIdFromString(peer)).filter((c) => c.status === 'open')
-  if (conns.length === 0) throw new Error(`not connected to ${peer}`)
-  return conns[0]
+// The connection to `peer`. When the other side dialed, its dial can return before our
+// side of the upgrade has finished: wait (bounded) for the connection to be registered.
+async function connectionTo (peer, timeoutMs = 10000) {
+  const id = peerIdFromString(peer)
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const conns = node.getConnections(id).filter((c) => c.status === 'open')
+    if (conns.length > 0) return conns[0]
+    if (Date.now() > deadline) throw new Error(`not connected to ${peer}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
 }
 
 async function waitIdentified (peer, timeoutMs) {
@@ -278,14 +285,15 @@ const commands = {
     }
   },
   async exchange (cmd) {
-    const conn = connectionTo(cmd.peer)
+    const conn = await connectionTo(cmd.peer)
     const stream = await conn.newStream(EXCHANGE, { signal: AbortSignal.timeout((cmd.timeout ?? 30) * 1000) })
     const result = await runExchange(stream, 'initiator', { count: cmd.count, size: cmd.size })
     return { remote_peer: cmd.peer, ...result }
   },
   async identify (cmd) {
+    await connectionTo(cmd.peer)
     const info = await waitIdentified(cmd.peer, (cmd.timeout ?? 10) * 1000)
-    const conn = connectionTo(cmd.peer)
+    const conn = await connectionTo(cmd.peer)
     return {
       peer: cmd.peer,
       agent_version: info.agent_version,
@@ -295,6 +303,7 @@ const commands = {
     }
   },
   async ping (cmd) {
+    await connectionTo(cmd.peer)
     const rtt = await node.services.ping.ping(peerIdFromString(cmd.peer), { signal: AbortSignal.timeout((cmd.timeout ?? 10) * 1000) })
     return { rtt_ms: rtt }
   },

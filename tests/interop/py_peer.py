@@ -181,10 +181,16 @@ class Peer:
 
     # -- commands ----------------------------------------------------------------------------
 
-    def _connection(self, peer: str) -> Any:
-        conns = self.host.get_network().get_connections(ID.from_base58(peer))
-        if not conns:
-            raise RuntimeError(f"not connected to {peer}")
+    async def _connection(self, peer: str, timeout: float = 10.0) -> Any:
+        """The connection to ``peer``, waiting for it to be registered.
+
+        When the other side dialed, its dial can return before py-libp2p has finished its
+        side of the upgrade and registered the connection: wait for it (bounded).
+        """
+        network = self.host.get_network()
+        with trio.fail_after(timeout):
+            while not (conns := network.get_connections(ID.from_base58(peer))):
+                await trio.sleep(0.01)
         return conns[0]
 
     async def cmd_dial(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +199,7 @@ class Peer:
         with trio.fail_after(cmd.get("timeout", 10)):
             await self.host.connect(info)
         elapsed = (time.perf_counter() - started) * 1000
-        conn = self._connection(str(info.peer_id))
+        conn = await self._connection(str(info.peer_id))
         return {
             "remote_peer": str(info.peer_id),
             "multiplexer": type(conn.muxed_conn).__name__,
@@ -202,6 +208,7 @@ class Peer:
 
     async def cmd_exchange(self, cmd: dict[str, Any]) -> dict[str, Any]:
         with trio.fail_after(cmd.get("timeout", 30)):
+            await self._connection(cmd["peer"])
             stream = await self.host.new_stream(ID.from_base58(cmd["peer"]), [EXCHANGE])
             result = await run_exchange(stream, "initiator", int(cmd["count"]), int(cmd["size"]))
         return {"remote_peer": cmd["peer"], **result}
@@ -209,12 +216,12 @@ class Peer:
     async def cmd_identify(self, cmd: dict[str, Any]) -> dict[str, Any]:
         # py-libp2p keeps no agent version in its peer store: run identify explicitly.
         with trio.fail_after(cmd.get("timeout", 10)):
+            conn = await self._connection(cmd["peer"])
             stream = await self.host.new_stream(ID.from_base58(cmd["peer"]), [IDENTIFY_ID])
             data = await read_length_prefixed_protobuf(stream, use_varint_format=True)
             await stream.close()
         msg = IdentifyMsg()
         msg.ParseFromString(data)
-        conn = self._connection(cmd["peer"])
         return {
             "peer": cmd["peer"],
             "agent_version": msg.agent_version,
@@ -226,6 +233,7 @@ class Peer:
 
     async def cmd_ping(self, cmd: dict[str, Any]) -> dict[str, Any]:
         with trio.fail_after(cmd.get("timeout", 10)):
+            await self._connection(cmd["peer"])
             rtts = await self.ping_service.ping(ID.from_base58(cmd["peer"]))
         return {"rtt_ms": rtts[0]}
 
@@ -254,6 +262,7 @@ class Peer:
         size, total = int(cmd["size"]), int(cmd["total"])
         chunk = secrets.token_bytes(size)
         with trio.fail_after(cmd.get("timeout", 120)):
+            await self._connection(cmd["peer"])
             stream = await self.host.new_stream(ID.from_base58(cmd["peer"]), [SINK])
             started = time.perf_counter()
             sent = 0
