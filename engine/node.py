@@ -289,10 +289,11 @@ class Node:
         self._stopping = True
         self._running = False
         await self._cm.aclose()
-        tasks: list[asyncio.Task[None]] = list(self._tasks)
+        tasks: list[asyncio.Task[None]] = []
         for session in list(self._sessions.values()):
             tasks += self._close_session(session)
         self._sessions.clear()
+        tasks += self._tasks  # after closing the sessions: includes their reset tasks
         for task in tasks:
             task.cancel()
         await self._streams.aclose()

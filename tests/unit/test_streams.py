@@ -250,3 +250,35 @@ def test_parse_stream_protocol() -> None:
     assert parse_stream_protocol("/glueberry/stream/chat/1.0.0") == "chat"
     assert parse_stream_protocol("/glueberry/stream//1.0.0") is None
     assert parse_stream_protocol("/glueberry/handshake/1.0.0") is None
+
+
+async def test_unencrypted_stream_carries_plain_frames() -> None:
+    net = MemoryNetwork()
+    sides = []
+    for ip in ("127.0.0.1", "127.0.0.2"):
+        ident = Identity.generate()
+        host = net.create_host(ident.peer_id, ip=ip)
+        await host.listen([Multiaddr("/ip4/127.0.0.1/tcp/0")])
+        events = Recorder()
+        manager = StreamManager(
+            host, events, flow_factory=lambda: FlowController(8, 2), max_message_size=1024
+        )
+        sides.append(Side(ident, host, events, manager))
+    a, b = sides
+    await a.host.dial(b.identity.peer_id, b.host.listen_addrs(), timeout=1)
+    with derive_stream_key(a.identity, b.identity.public_key) as key:
+        a.manager.prepare(b.identity.peer_id, key, ["secret"], unencrypted=["clear"])
+    b.manager.prepare(a.identity.peer_id, None, [], unencrypted=["clear"])
+    a.manager.finalize(b.identity.peer_id)
+    b.manager.finalize(a.identity.peer_id)
+    await a.manager.send(b.identity.peer_id, "clear", b"in the open")
+    assert await recv(b, 1) == [b"in the open"]
+    # What b sends on "clear" is exactly the v1 frame of the plaintext.
+    raw = await a.host.new_stream(b.identity.peer_id, [stream_protocol("clear")], timeout=1)
+    await b.manager.send(a.identity.peer_id, "clear", b"reply")
+    await raw.write(encode_frame(b"raw-plain"))
+    assert await recv(b, 1) == [b"raw-plain"]
+    assert await recv(a, 1) == [b"reply"]
+    for side in (a, b):
+        await side.manager.aclose()
+        await side.host.close()
