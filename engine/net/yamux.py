@@ -92,6 +92,9 @@ DEFAULT_MAX_FRAME_PAYLOAD = 64 * 1024 - HEADER_SIZE
 _U32 = 0xFFFFFFFF
 _VERSION = 0
 _HEADER = struct.Struct(">BBHII")
+# Plain ints for the hot paths (IntFlag arithmetic goes through enum machinery).
+_T_DATA, _T_WINDOW_UPDATE, _T_PING, _T_GO_AWAY = 0, 1, 2, 3
+_SYN, _ACK, _FIN, _RST = 1, 2, 4, 8
 
 
 class FrameType(enum.IntEnum):
@@ -277,8 +280,8 @@ STREAM_TRANSITIONS: dict[tuple[StreamState, StreamInput], StreamState] = {
     (_S.CLOSED, _I.LOCAL_RST): _S.RESET,
     (_S.CLOSED, _I.REMOTE_RST): _S.RESET,
 }
-_CAN_SEND = frozenset({_S.OPEN, _S.REMOTE_CLOSED})
-_CAN_RECEIVE = frozenset({_S.OPEN, _S.LOCAL_CLOSED})
+_CAN_SEND = (_S.OPEN, _S.REMOTE_CLOSED)  # tuples: identity checks, no enum hashing
+_CAN_RECEIVE = (_S.OPEN, _S.LOCAL_CLOSED)
 
 
 class _Stream:
@@ -300,7 +303,8 @@ class _Stream:
         self.outbound = outbound
         self.state = StreamState.OPEN
         # Invariants (checked by the property tests): all three are >= 0 and
-        # recv_window + unconsumed <= the configured window size.
+        # recv_window + unconsumed (+ the undelivered rest of a Data frame in progress)
+        # <= the configured window size.
         self.send_window = INITIAL_WINDOW  # bytes the peer lets us send
         self.recv_window = recv_window  # bytes the peer may still send us
         self.unconsumed = 0  # delivered to the app but not yet consumed
@@ -467,7 +471,7 @@ class YamuxSession:
         self._next_id += 2
         self._streams[stream_id] = _Stream(stream_id, True, self.window_size)
         self._n_outbound += 1
-        self._frame(FrameType.WINDOW_UPDATE, Flag.SYN, stream_id, self.window_size - INITIAL_WINDOW)
+        self._frame(_T_WINDOW_UPDATE, _SYN, stream_id, self.window_size - INITIAL_WINDOW)
         return stream_id
 
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
@@ -504,7 +508,7 @@ class YamuxSession:
         out = self._out
         for start in range(0, n, step):
             end = min(start + step, n)
-            out.append(_HEADER.pack(_VERSION, FrameType.DATA, 0, stream_id, end - start))
+            out.append(_HEADER.pack(_VERSION, _T_DATA, 0, stream_id, end - start))
             chunk = view[start:end]
             out.append(bytes(chunk) if copy else chunk)
         st.send_window -= n
@@ -533,10 +537,15 @@ class YamuxSession:
 
     def _after_consume(self, st: _Stream) -> None:
         if st.state in _CAN_RECEIVE:
-            delta = self.window_size - st.recv_window - st.unconsumed
+            # Credit already granted = what the peer may still send + what arrived and is
+            # unread + the rest of a Data frame still arriving (already charged against
+            # recv_window). Only the remainder of the window may be returned, or the peer
+            # could have more than a window outstanding.
+            in_flight = self._payload_left if self._payload_stream is st else 0
+            delta = self.window_size - st.recv_window - st.unconsumed - in_flight
             if delta >= self.window_size // 2 and self._error is None:
                 st.recv_window += delta
-                self._frame(FrameType.WINDOW_UPDATE, 0, st.stream_id, delta)
+                self._frame(_T_WINDOW_UPDATE, 0, st.stream_id, delta)
         elif st.state is StreamState.CLOSED and st.unconsumed == 0:
             self._remove(st)
 
@@ -570,7 +579,7 @@ class YamuxSession:
             )
         st.state = new
         if self._error is None:
-            self._frame(FrameType.WINDOW_UPDATE, Flag.FIN, stream_id, 0)
+            self._frame(_T_WINDOW_UPDATE, _FIN, stream_id, 0)
         if new is StreamState.CLOSED and (st.unconsumed == 0 or st.discard):
             self._remove(st)
 
@@ -581,7 +590,7 @@ class YamuxSession:
             return
         st.state = STREAM_TRANSITIONS[(st.state, StreamInput.LOCAL_RST)]
         if self._error is None:
-            self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+            self._frame(_T_WINDOW_UPDATE, _RST, stream_id, 0)
         self._remove(st)
 
     def ping(self) -> int:
@@ -593,7 +602,7 @@ class YamuxSession:
         self._check_usable()
         opaque = self._next_ping
         self._next_ping = (opaque + 1) & _U32
-        self._frame(FrameType.PING, Flag.SYN, 0, opaque)
+        self._frame(_T_PING, _SYN, 0, opaque)
         return opaque
 
     def go_away(self, code: int = GoAwayCode.NORMAL) -> None:
@@ -604,7 +613,7 @@ class YamuxSession:
         if self._local_go_away:
             return
         self._local_go_away = True
-        self._frame(FrameType.GO_AWAY, 0, 0, code & _U32)
+        self._frame(_T_GO_AWAY, 0, 0, code & _U32)
 
     def _remove(self, st: _Stream) -> None:
         if self._streams.pop(st.stream_id, None) is not None:
@@ -622,7 +631,7 @@ class YamuxSession:
         self._out_len = 0
         if not self._local_go_away:
             self._local_go_away = True
-            self._frame(FrameType.GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR)
+            self._frame(_T_GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR)
         return err
 
     def receive_eof(self) -> None:
@@ -657,6 +666,8 @@ class YamuxSession:
                 st = self._payload_stream
                 if st is not None and st.state is StreamState.RESET:
                     st = self._payload_stream = None  # we reset it mid-frame: discard
+                # Count the bytes as arrived before any window arithmetic below.
+                self._payload_left -= take
                 if st is not None:
                     if st.discard:
                         self._after_consume(st)
@@ -664,7 +675,6 @@ class YamuxSession:
                         st.unconsumed += take
                         events.append(DataReceived(st.stream_id, bytes(view[pos : pos + take])))
                 pos += take
-                self._payload_left -= take
                 if self._payload_left == 0:
                     self._phase = _HDR
                     self._payload_stream = None
@@ -685,15 +695,15 @@ class YamuxSession:
                 pos += HEADER_SIZE
             if version != _VERSION:
                 raise self._fail("unsupported yamux version", version=version)
-            if ftype == FrameType.DATA or ftype == FrameType.WINDOW_UPDATE:
+            if ftype <= _T_WINDOW_UPDATE:  # Data or WindowUpdate
                 self._stream_frame(ftype, flags, stream_id, length, events)
-            elif ftype == FrameType.PING:
-                if flags & Flag.SYN:
-                    self._frame(FrameType.PING, Flag.ACK, 0, length)
+            elif ftype == _T_PING:
+                if flags & _SYN:
+                    self._frame(_T_PING, _ACK, 0, length)
                     events.append(PingReceived(length))
-                elif flags & Flag.ACK:
+                elif flags & _ACK:
                     events.append(PongReceived(length))
-            elif ftype == FrameType.GO_AWAY:
+            elif ftype == _T_GO_AWAY:
                 self._remote_go_away = length
                 events.append(GoAwayReceived(length))
             else:
@@ -703,27 +713,25 @@ class YamuxSession:
     def _stream_frame(
         self, ftype: int, flags: int, stream_id: int, length: int, events: list[Event]
     ) -> None:
-        is_data = ftype == FrameType.DATA
+        is_data = ftype == _T_DATA
         if stream_id == 0:
             raise self._fail("stream frame on stream id 0", type=ftype)
         st = self._streams.get(stream_id)
-        if flags & Flag.SYN:
+        if flags & _SYN:
             if st is not None:
                 raise self._fail("SYN for an existing stream", stream_id=stream_id)
             if stream_id & 1 != self._remote_parity:
                 raise self._fail("SYN with a stream id of our parity", stream_id=stream_id)
             if self._local_go_away or self._n_inbound >= self.max_streams:
                 self.refused_streams += 1
-                self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+                self._frame(_T_WINDOW_UPDATE, _RST, stream_id, 0)
                 if is_data:
                     self._start_discard(length)
                 return
             st = _Stream(stream_id, False, self.window_size)
             self._streams[stream_id] = st
             self._n_inbound += 1
-            self._frame(
-                FrameType.WINDOW_UPDATE, Flag.ACK, stream_id, self.window_size - INITIAL_WINDOW
-            )
+            self._frame(_T_WINDOW_UPDATE, _ACK, stream_id, self.window_size - INITIAL_WINDOW)
             events.append(StreamOpened(stream_id))
         elif st is None:
             # Unknown or already gone (reset, or closed and fully read): late frames are
@@ -731,9 +739,9 @@ class YamuxSession:
             if is_data:
                 self._start_discard(length)
             return
-        if flags & Flag.ACK and st.outbound:
+        if flags & _ACK and st.outbound:
             st.acked = True
-        if flags & Flag.RST:
+        if flags & _RST:
             refused = st.outbound and not st.acked
             st.state = STREAM_TRANSITIONS[(st.state, StreamInput.REMOTE_RST)]
             self._remove(st)
@@ -741,7 +749,7 @@ class YamuxSession:
             if is_data:
                 self._start_discard(length)
             return
-        fin = bool(flags & Flag.FIN)
+        fin = bool(flags & _FIN)
         if is_data:
             if length:
                 if st.state not in _CAN_RECEIVE:

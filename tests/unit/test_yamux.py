@@ -347,6 +347,32 @@ def test_payload_split_across_chunks_is_delivered_incrementally() -> None:
     assert s.unconsumed(1) == 10
 
 
+def test_consume_mid_frame_does_not_grant_the_undelivered_rest() -> None:
+    s = YamuxSession(False)
+    s.receive_data(hdr(1, Flag.SYN, 1, 0))
+    s.data_to_send()
+    ev = s.receive_data(hdr(0, 0, 1, 200 * KiB) + bytes(150 * KiB))
+    assert sum(len(e.data) for e in ev if isinstance(e, DataReceived)) == 150 * KiB
+    s.consume(1, 150 * KiB)
+    # 50 KiB of the frame are still on their way: they are not credit to hand out again.
+    assert frames(s.data_to_send()) == [
+        FrameHeader(FrameType.WINDOW_UPDATE, Flag.NONE, 1, 150 * KiB)
+    ]
+    s.receive_data(bytes(50 * KiB))
+    assert s.receive_window(1) + s.unconsumed(1) == INITIAL_WINDOW
+
+
+def test_discarded_frame_returns_its_credit() -> None:
+    s = YamuxSession(False)
+    s.receive_data(hdr(1, Flag.SYN, 1, 0))
+    s.data_to_send()
+    s.close_read(1)
+    assert s.receive_data(hdr(0, 0, 1, INITIAL_WINDOW) + bytes(INITIAL_WINDOW)) == []
+    assert frames(s.data_to_send()) == [
+        FrameHeader(FrameType.WINDOW_UPDATE, Flag.NONE, 1, INITIAL_WINDOW)
+    ]
+
+
 # -- half-close and reset -------------------------------------------------------------------
 
 

@@ -33,7 +33,8 @@ def check_invariants(s: YamuxSession) -> None:
         assert rec.send_window >= 0
         assert rec.recv_window >= 0
         assert rec.unconsumed >= 0
-        assert rec.recv_window + rec.unconsumed <= s.window_size
+        in_flight = s._payload_left if s._payload_stream is rec else 0
+        assert rec.recv_window + rec.unconsumed + in_flight <= s.window_size
     assert s.num_streams <= 2 * s.max_streams
 
 
