@@ -26,7 +26,11 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, this file's directory comes first on sys.path, where sibling benchmark
+# scripts (e.g. tests/bench/engine.py) would shadow real packages: replace it with tests/.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 from gateway.processes import GatewayProcess, create_key
 

@@ -144,3 +144,18 @@ def test_settings_validation() -> None:
         GatewaySettings(_env_file=None, http_port=70_000)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         GatewaySettings(_env_file=None, max_body_size=10)  # type: ignore[call-arg]
+
+
+def test_http_socket_disables_nagle() -> None:
+    # Regression: without TCP_NODELAY a keep-alive client waited ~40 ms per response
+    # (delayed ACK against uvicorn's separate head and body writes).
+    import socket
+
+    from api.commands.serve import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert sock.getsockname()[1] != 0
+    finally:
+        sock.close()
