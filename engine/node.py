@@ -838,7 +838,9 @@ class Node:
             session.streams.append(stream)
             if session.send_stream is None:
                 session.send_stream = stream
-            self._session_spawn(session, self._read_handshake(session, stream), "gb-hs-read")
+            self._session_spawn(
+                session, self._run_handshake_stream(session, stream, start=False), "gb-hs-read"
+            )
 
     async def _open_and_run(self, session: _HandshakeSession) -> None:
         try:
@@ -897,17 +899,19 @@ class Node:
         session.streams.append(stream)
         if session.send_stream is None:
             session.send_stream = stream
-        me = asyncio.current_task()
-        if me is not None:
-            session.tasks.add(me)
+        # This task belongs to the host; closing the session resets the stream, which
+        # ends the read below (the task is never cancelled by us).
+        await self._run_handshake_stream(session, stream, start=True)
+
+    async def _run_handshake_stream(
+        self, session: _HandshakeSession, stream: P2PStream, *, start: bool
+    ) -> None:
         try:
-            await self._start_core(session)
+            if start:
+                await self._start_core(session)
             await self._read_handshake(session, stream)
         except GlueberryError as exc:
             self._handshake_failed(session, exc)
-        finally:
-            if me is not None:
-                session.tasks.discard(me)
 
     async def _read_handshake(self, session: _HandshakeSession, stream: P2PStream) -> None:
         decoder = FrameDecoder(MAX_HANDSHAKE_MESSAGE_SIZE)
