@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 
 from api.auth import Scope
@@ -30,7 +30,7 @@ from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.event_feed import event_feed, parse_filter
 from api.channels.sse import RETRY_MS, sse_event
-from api.deps import authenticate_connection
+from api.deps import authenticate_connection, bearer_scheme
 from api.errors import AUTH_ERRORS, ApiError, error_responses, status_for
 from api.routes.ws_common import close_quietly, open_channel, refuse
 from api.routes.ws_messages import reject_commands
@@ -40,6 +40,16 @@ from engine.errors import GlueberryError, NodeNotRunningError
 __all__ = ["router"]
 
 router = APIRouter()
+
+_SSE_EXAMPLE = (
+    "retry: 2000\n\n"
+    'event: ready\ndata: {"type":"ready","channel":"events","last_event_id":41}\n\n'
+    "id: 42\nevent: event\n"
+    'data: {"type":"event","id":42,'
+    '"peer_id":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",'
+    '"state":"established","previous_state":"connected","timestamp":1767225600.0,'
+    '"error_code":null,"error_message":null}\n\n'
+)
 
 PeerQuery = Annotated[
     list[str], Query(description="Only these peer ids (repeat or comma-separate).")
@@ -120,10 +130,16 @@ async def _write_feed(
     "/v1/events/stream",
     tags=["events"],
     summary="Connection events as Server-Sent Events",
+    dependencies=[Depends(bearer_scheme)],
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": _SSE_EXAMPLE,
+                }
+            },
             "description": "An endless `text/event-stream`; see openapi/asyncapi.yaml.",
         },
         **error_responses(*AUTH_ERRORS, 422, 503),
@@ -137,6 +153,10 @@ async def events_sse(
     snapshot: SnapshotQuery = False,
     last_event_id: Annotated[
         str | None, Header(description="Set by EventSource on reconnection; wins over since.")
+    ] = None,
+    ticket: Annotated[
+        str | None,
+        Query(max_length=256, description="Single-use ticket (browsers) instead of a key."),
     ] = None,
 ) -> StreamingResponse:
     """Connection events as ``text/event-stream`` (``?ticket=`` for EventSource).

@@ -11,8 +11,6 @@ import asyncio
 import base64
 import os
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,43 +18,13 @@ import websockets
 
 from models import ApiKeyRepository
 
-from .ws_kit import (
-    AsyncApiContract,
-    LiveGateway,
-    Recorder,
-    connect_nodes,
-    live_gateway,
-    ws_connect,
-)
+from .ws_kit import LiveGateway, Recorder, pair, recorder, ws_connect
 
-CONTRACT = AsyncApiContract()
-
-
-@pytest.fixture
-def recorder() -> Any:
-    rec = Recorder()
-    yield rec
-    rec.validate(CONTRACT)
+__all__ = ["pair", "recorder"]  # fixtures
 
 
 async def _key(api_keys: ApiKeyRepository, *scopes: str) -> str:
     return (await api_keys.create("ws", list(scopes))).token
-
-
-@pytest.fixture
-async def pair(
-    tmp_path: Path, api_keys: ApiKeyRepository, request: pytest.FixtureRequest
-) -> AsyncIterator[tuple[LiveGateway, LiveGateway]]:
-    settings: dict[str, Any] = dict(getattr(request, "param", {}))
-    node_settings = settings.pop("node", {})
-    a = await live_gateway(tmp_path / "a", api_keys, node=node_settings, **settings)
-    b = await live_gateway(tmp_path / "b", api_keys, node=node_settings, **settings)
-    try:
-        await connect_nodes(a.node, b.node)
-        yield a, b
-    finally:
-        await a.stop()
-        await b.stop()
 
 
 def _stream_url(gw: LiveGateway, peer: Any, stream: str = "messages") -> str:

@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
+import pytest
 import uvicorn
 import websockets
 import yaml
@@ -265,10 +266,47 @@ async def live_gateway(
 async def connect_nodes(a: Node, b: Node) -> None:
     """``a`` dials ``b`` and both reach ``established``."""
     from engine.connection_state import ConnectionState
+    from engine.errors import PeerExistsError
     from engine.events import EventFilter
 
-    await a.add_peer(b.peer_id, [str(addr) for addr in b.listen_addrs()])
+    with contextlib.suppress(PeerExistsError):
+        await a.add_peer(b.peer_id, [str(addr) for addr in b.listen_addrs()])
     with b.subscribe(EventFilter(peers={a.peer_id}, states={ConnectionState.ESTABLISHED})) as sub:
         await a.connect(b.peer_id, timeout=TIMEOUT)
         if b.connection_state(a.peer_id) is not ConnectionState.ESTABLISHED:
             await asyncio.wait_for(anext(sub), TIMEOUT)
+
+
+# -- fixtures shared by the channel test modules (import them by name) -------------------
+
+CONTRACT = AsyncApiContract()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    """Records server frames; validates them all against the AsyncAPI contract at the end."""
+    rec = Recorder()
+    yield rec
+    rec.validate(CONTRACT)
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, api_keys: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[LiveGateway, LiveGateway]]:
+    """Two in-process gateways whose nodes are connected (auto handshake).
+
+    Parametrize indirectly with gateway settings (``node=`` for engine settings).
+    """
+    settings: dict[str, Any] = dict(getattr(request, "param", {}))
+    node_settings = settings.pop("node", {})
+    connect = settings.pop("connect", True)
+    a = await live_gateway(tmp_path / "a", api_keys, node=node_settings, **settings)
+    b = await live_gateway(tmp_path / "b", api_keys, node=node_settings, **settings)
+    try:
+        if connect:
+            await connect_nodes(a.node, b.node)
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
