@@ -45,6 +45,8 @@ def test_compose_services_and_healthchecks() -> None:
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["redis"]["condition"] == "service_healthy"
         assert depends["keys"]["condition"] == "service_completed_successfully"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert services[name]["environment"]["GLUEBERRY_MIGRATE_ON_START"] == "false"
         env = services[name]["environment"]
         assert env["GLUEBERRY_DATABASE_URL"].startswith("postgresql+asyncpg://")
         assert env["GLUEBERRY_DATABASE_URL"].split("@")[1].startswith("postgres:")
@@ -64,6 +66,12 @@ def test_nodes_bootstrap_each_other() -> None:
         assert f"keygen --out /keys/{other}.key" in command
         assert services[me]["environment"]["GLUEBERRY_KEY_FILE"] == f"/keys/{me}.key"
         assert "exec glueberry serve" in command
+    migrate = services["migrate"]
+    assert migrate["command"] == ["db", "upgrade"]
+    assert (
+        migrate["environment"]["GLUEBERRY_DATABASE_URL"]
+        == services["node-a"]["environment"]["GLUEBERRY_DATABASE_URL"]
+    )
     keys_command = " ".join(services["keys"]["command"])
     assert "/keys/node-a.key" in keys_command
     assert "/keys/node-b.key" in keys_command
