@@ -351,3 +351,15 @@ async def test_oversized_frame_dropped_without_memory_growth(cluster: Cluster) -
     await a.send(b.peer_id, "big", b"ok")
     async with asyncio.timeout(5):
         assert await collect(sub, 1) == [b"ok"]
+
+
+async def test_late_handshake_timer_never_hits_an_established_peer(cluster: Cluster) -> None:
+    # Plan 1.3: the timer armed on entering "connected" must be a no-op once the peer is
+    # established, however close the two are.
+    a = await cluster.node(handshake_timeout=0.3)
+    b = await cluster.node(handshake_timeout=0.3)
+    await connect_pair(a, b)
+    with pytest.raises(TimeoutError):
+        await wait_state(a, b.peer_id, ConnectionState.COOLDOWN, timeout=0.6)
+    assert a.connection_state(b.peer_id) is ConnectionState.ESTABLISHED
+    assert b.connection_state(a.peer_id) is ConnectionState.ESTABLISHED
