@@ -282,3 +282,21 @@ async def test_unencrypted_stream_carries_plain_frames() -> None:
     for side in (a, b):
         await side.manager.aclose()
         await side.host.close()
+
+
+async def test_nonce_warning_once_at_threshold(caplog: pytest.LogCaptureFixture) -> None:
+    p = await make_pair()
+    p.a.manager._nonce_threshold = 3
+    peer_b = p.b.identity.peer_id
+    with caplog.at_level("WARNING", logger="engine.streams"):
+        for i in range(2):
+            await p.a.manager.send(peer_b, "s", b"%d" % i)
+        assert not caplog.records
+        for i in range(5):
+            await p.a.manager.send(peer_b, "s", b"%d" % i)
+    assert p.a.manager.messages_sent(peer_b) == 7
+    warnings = [r for r in caplog.records if "nonce" in r.getMessage()]
+    assert len(warnings) == 1
+    for side in (p.a, p.b):
+        await side.manager.aclose()
+        await side.host.close()
