@@ -541,15 +541,29 @@ class Node:
         return self._events.last_id
 
     def messages(
-        self, stream: str | None = None, peer: PeerId | str | None = None
+        self,
+        stream: str | None = None,
+        peer: PeerId | str | None = None,
+        *,
+        buffer_size: int | None = None,
     ) -> Subscription[IncomingMessage]:
-        """Subscribe to received messages, optionally of one stream and/or one peer."""
+        """Subscribe to received messages, optionally of one stream and/or one peer.
+
+        Args:
+            stream: only this stream.
+            peer: only this peer.
+            buffer_size: queued messages before the oldest are dropped (default
+                ``message_buffer_size``); drops are counted on the subscription and in
+                the peer's stats (``subscriber_buffer_full``).
+        """
         pid = _peer_id(peer) if peer is not None else None
 
         def match(msg: IncomingMessage) -> bool:
             return (stream is None or msg.stream == stream) and (pid is None or msg.peer_id == pid)
 
-        return self._messages.subscribe_where(None if stream is None and pid is None else match)
+        return self._messages.subscribe_where(
+            None if stream is None and pid is None else match, buffer_size
+        )
 
     def handshake_messages(self) -> Subscription[HandshakeMessage]:
         """Subscribe to handshake messages (``app`` mode)."""

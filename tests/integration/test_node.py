@@ -363,3 +363,24 @@ async def test_late_handshake_timer_never_hits_an_established_peer(cluster: Clus
         await wait_state(a, b.peer_id, ConnectionState.COOLDOWN, timeout=0.6)
     assert a.connection_state(b.peer_id) is ConnectionState.ESTABLISHED
     assert b.connection_state(a.peer_id) is ConnectionState.ESTABLISHED
+
+
+async def test_slow_subscriber_drops_are_counted_and_block_nothing(cluster: Cluster) -> None:
+    a = await cluster.node()
+    b = await cluster.node(message_buffer_size=10)
+    await connect_pair(a, b)
+    slow = b.messages()  # never read while the burst arrives
+    fast = b.messages(buffer_size=1000)
+    fast_got = asyncio.ensure_future(collect(fast, 100))
+    for i in range(100):
+        await a.send(b.peer_id, "messages", b"%d" % i)
+    async with asyncio.timeout(10):
+        await fast_got
+    assert slow.dropped == 90
+    assert slow.drop_reasons == {"buffer_full": 90}
+    assert [m.data for m in [slow.get_nowait() for _ in range(10)] if m] == [
+        b"%d" % i for i in range(90, 100)
+    ]
+    stats = b.peer_stats(a.peer_id)
+    assert stats is not None
+    assert stats.dropped == {"subscriber_buffer_full": 90}
