@@ -106,6 +106,13 @@ async def bench_scale(connections: int, processes: int, idle_seconds: float) -> 
         first = (marks[bucket - 1][1] - marks[0][1]) / (bucket - 1)
         last = (marks[connections - 1][1] - marks[connections - bucket][1]) / (bucket - 1)
 
+        buckets = [
+            (marks[min(i + bucket, connections) - 1][1] - marks[i][1])
+            / max(1, min(bucket, connections - i) - 1)
+            * 1000
+            for i in range(0, connections, bucket)
+        ]
+
         cpu0, wall0 = time.process_time(), time.perf_counter()
         await asyncio.sleep(idle_seconds)  # measuring idle CPU: nothing to wait for
         idle_cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
@@ -124,6 +131,7 @@ async def bench_scale(connections: int, processes: int, idle_seconds: float) -> 
         "accept_all_s": accept_all,
         "cpu_per_accept_first100_ms": first * 1000,
         "cpu_per_accept_last100_ms": last * 1000,
+        "cpu_per_accept_buckets_ms": [round(b, 3) for b in buckets],
         "rss_per_connection_kib": (rss1 - rss0) / connections / KIB,
         "idle_cpu_percent": idle_cpu * 100,
     }
