@@ -269,6 +269,12 @@ class Host:
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or current.cancelling() == 0):
+                # The dial was cancelled by close(), not our caller.
+                raise DialError("the host closed during the dial") from None
+            raise
         except TimeoutError:
             conn = self._conns.get(peer_id)
             if conn is not None:

@@ -383,3 +383,45 @@ async def test_close_leaves_no_task(hosts: Callable[..., Awaitable[Host]]) -> No
     assert leftover == set(), leftover
     with pytest.raises(DialError):
         await a.dial(b.peer_id, b.listen_addrs(), timeout=T)
+
+
+async def test_greeting_written_right_after_negotiation_reaches_the_dialer(
+    hosts: Callable[..., Awaitable[Host]],
+) -> None:
+    a, b = await hosts(), await hosts()
+
+    async def greet(stream: P2PStream) -> None:
+        await stream.write(b"greeting")  # may share a read with the protocol echo
+        await stream.close_write()
+
+    b.set_stream_handler("/test/greet/1", greet)
+    await a.dial(b.peer_id, b.listen_addrs(), timeout=T)
+    for _ in range(20):
+        stream = await a.new_stream(b.peer_id, ["/test/greet/1"], timeout=T)
+        got = bytearray()
+        while data := await asyncio.wait_for(stream.read(3), T):
+            got += data
+        assert got == b"greeting"
+        await stream.aclose()
+
+
+async def test_close_during_dial_raises_dial_error() -> None:
+    a = make_host()
+    # A listener that accepts and never answers: the dial hangs in multistream.
+    accepted: list[asyncio.StreamWriter] = []
+
+    def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    peer = Identity.generate().peer_id
+    dial = asyncio.create_task(a.dial(peer, [Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")], timeout=T))
+    await wait_until(lambda: a.pending_connections == 1)
+    await a.close()
+    with pytest.raises(DialError):
+        await dial
+    for w in accepted:
+        w.close()
+    server.close()
+    await server.wait_closed()
