@@ -45,6 +45,53 @@ Create an API key first: glueberry apikey create --scope admin
 """
 
 
+def settings_reference() -> str:
+    """Every ``GLUEBERRY_*`` setting of the gateway, the engine and the database, with its
+    default and description (built from the settings classes, so it cannot go stale)."""
+    from pydantic_core import PydanticUndefined
+
+    from api.settings import GatewaySettings
+    from engine.config import Config
+    from models.settings import DatabaseSettings
+
+    lines = ["all settings (environment variable, default):"]
+    seen: set[str] = set()
+    for title, cls in (
+        ("gateway", GatewaySettings),
+        ("engine", Config),
+        ("database", DatabaseSettings),
+    ):
+        lines.append(f"  [{title}]")
+        for name, field in cls.model_fields.items():
+            variable = f"GLUEBERRY_{name.upper()}"
+            if variable in seen:
+                continue
+            seen.add(variable)
+            if field.default_factory is not None:
+                default: Any = field.default_factory()  # type: ignore[call-arg]
+            elif field.default is PydanticUndefined:
+                default = "(required)"
+            else:
+                default = field.default
+            if isinstance(default, list):
+                default = ",".join(str(v) for v in default)
+            lines.append(f"  {variable} ({default})")
+            lines.append(f"      {field.description or ''}")
+    return "\n".join(lines)
+
+
+class _HelpAction(argparse.Action):
+    """``-h/--help`` that appends the settings reference (imported only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show this help and every setting")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.epilog = settings_reference()
+        parser.print_help()
+        parser.exit()
+
+
 def register(subparsers: Any) -> None:
     """Add the ``serve`` sub-command."""
     parser = subparsers.add_parser(
@@ -52,7 +99,9 @@ def register(subparsers: Any) -> None:
         help="run the node and the HTTP gateway",
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action=_HelpAction)
     parser.add_argument("--http-host", help="HTTP bind address (GLUEBERRY_HTTP_HOST)")
     parser.add_argument(
         "--http-port", type=int, help="HTTP port, 0 = any free port (GLUEBERRY_HTTP_PORT)"

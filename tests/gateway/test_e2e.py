@@ -248,3 +248,11 @@ def test_serve_help_documents_settings(tmp_path: Path) -> None:
     out = run_cli(tmp_path, "serve", "--help").stdout
     for text in ("--http-port", "--p2p-port", "GLUEBERRY_DATA_DIR", "GLUEBERRY_REDIS_URL"):
         assert text in out
+    # Every setting of the gateway, the engine and the database is listed with its default.
+    from api.settings import GatewaySettings
+    from engine.config import Config
+    from models.settings import DatabaseSettings
+
+    for cls in (GatewaySettings, Config, DatabaseSettings):
+        for name in cls.model_fields:
+            assert f"GLUEBERRY_{name.upper()} (" in out, name
