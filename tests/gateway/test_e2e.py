@@ -7,6 +7,7 @@ something (the ``ready`` line, a long-poll answer) with a deadline, never a slee
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,10 +177,31 @@ def test_rate_limit_429(tmp_path: Path) -> None:
         proc.stop()
 
 
-def test_address_book_survives_restart(tmp_path: Path) -> None:
-    key = create_key(tmp_path, "admin")
+POSTGRES_URL = os.environ.get("GLUEBERRY_TEST_POSTGRES_URL", "")
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param(
+            "postgres",
+            id="postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(
+                    not POSTGRES_URL, reason="GLUEBERRY_TEST_POSTGRES_URL is not set"
+                ),
+            ],
+        ),
+    ],
+)
+def test_address_book_survives_restart(tmp_path: Path, database: str) -> None:
+    # PostgreSQL: one shared database, rows scoped by this fresh node's peer id.
+    env = {"GLUEBERRY_DATABASE_URL": POSTGRES_URL} if database == "postgres" else {}
+    key = create_key(tmp_path, "admin", **env)
     friend = str(Identity.generate().peer_id)
-    proc = GatewayProcess(tmp_path).start()
+    proc = GatewayProcess(tmp_path, **env).start()
     peer_id = proc.peer_id
     try:
         with proc.client(key) as client:
@@ -199,7 +221,7 @@ def test_address_book_survives_restart(tmp_path: Path) -> None:
         # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says so.
         assert proc.stop() in (0, -signal.SIGTERM)
         assert "Traceback" not in proc.log(), proc.log()
-    proc = GatewayProcess(tmp_path).start()
+    proc = GatewayProcess(tmp_path, **env).start()
     try:
         assert proc.peer_id == peer_id  # the identity key was kept
         with proc.client(key) as client:  # and so was the API key
