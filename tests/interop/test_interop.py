@@ -6,6 +6,7 @@ connection that can only be Noise + yamux (both peers are configured with exactl
 - streams on a custom protocol opened by *each* side exchange 1,000 messages of 1 KiB and
   10 messages of 1 MiB each way, checked by count, size and SHA-256 on both ends;
 - ping works both ways.
+Dialing one of them under another peer id fails with ``PeerIdMismatchError``.
 
 The js-libp2p peer needs its npm packages: ``npm ci --prefix tests/interop``.
 """
@@ -30,6 +31,7 @@ from multiaddr import Multiaddr
 
 from engine.config import Config
 from engine.crypto.identity import Identity, PeerId
+from engine.errors import PeerIdMismatchError
 from engine.net.host import Host
 from engine.net.interface import P2PStream
 
@@ -166,3 +168,18 @@ async def test_interop(impl: str, direction: str, ours: OurSide) -> None:
         assert 0 <= rtt < TIMEOUT
         await peer.command("ping", peer=str(host.peer_id), timeout=TIMEOUT)
         assert host.is_connected(their_id)
+
+
+@pytest.mark.parametrize("impl", ["py-libp2p", "js-libp2p"])
+async def test_dialing_them_under_the_wrong_peer_id_is_refused(impl: str, ours: OurSide) -> None:
+    argv = _peer_argv(impl)
+    host = ours.host
+    async with await PeerProcess.start(argv, name=impl) as peer:
+        _, addr = split_p2p_addr(peer.addrs[0])
+        impostor = Identity.generate().peer_id
+        with pytest.raises(PeerIdMismatchError):
+            await host.dial(impostor, [addr], timeout=TIMEOUT)
+        assert not host.is_connected(impostor)
+        # The real identity behind that address still connects.
+        info = await host.dial(PeerId.from_string(peer.peer_id), [addr], timeout=TIMEOUT)
+        assert str(info.peer_id) == peer.peer_id
