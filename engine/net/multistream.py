@@ -3,8 +3,8 @@
 Wire format: every message is ``uvarint(len(line) + 1) || line || "\\n"``. Both sides
 first send the header ``/multistream/1.0.0``; the dialer then proposes protocols one at a
 time and the listener answers with the same line (accepted) or ``na`` (refused). ``ls``
-asks the listener for its protocols (answered with one message holding a list of
-length-prefixed lines).
+asks the listener for its protocols (answered with one message holding the
+length-prefixed protocol lines, as go-multistream does).
 
 The dialer pipelines ``header + first proposal`` in a single write, so the listener
 answers ``header + echo`` and negotiation costs one round trip. A peer may also pipeline
@@ -298,7 +298,9 @@ class MultistreamListener:
                 self._out += encode_line(NA)
 
     def _ls_answer(self) -> bytes:
-        body = b"".join(encode_line(p) for p in sorted(self._supported)[:256])
+        # As go-multistream: one message whose body is the concatenation of the protocol
+        # lines (each length-prefixed, with its newline), itself ending in a newline.
+        body = b"".join(encode_line(p) for p in sorted(self._supported)[:256]) + b"\n"
         return encode_uvarint(len(body)) + body
 
 

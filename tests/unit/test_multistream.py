@@ -138,7 +138,7 @@ def test_ls_lists_supported_protocols() -> None:
     listener = MultistreamListener({"/b", "/a"})
     listener.receive_data(HEADER + encode_line("ls"))
     out = listener.data_to_send()
-    body = encode_line("/a") + encode_line("/b")
+    body = encode_line("/a") + encode_line("/b") + b"\n"
     assert out == HEADER + bytes([len(body)]) + body
     assert not listener.done
 
