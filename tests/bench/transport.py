@@ -9,8 +9,9 @@ Run: ``.venv/bin/python tests/bench/transport.py [--connections 1000] [--process
    CPU seconds per accept in the first 100 and the last 100 (must not grow with the
    number already connected), RSS per connection, and this process's CPU while idle with
    all connections held (keep-alive pings at the default 5 s interval).
-2. Side by side, our stack and py-libp2p 0.8.1 (``tests/interop/py_peer.py``, Noise +
-   yamux), each as a client process and a server process on this machine: dial + secure
+2. Side by side, our stack, py-libp2p 0.8.1 (``tests/interop/py_peer.py``) and, for
+   reference, js-libp2p 3.2.0 on Node (``tests/interop/js_peer.mjs``), all Noise + yamux,
+   each as a client process and a server process on this machine: dial + secure
    + mux latency (median, p99, fresh connection per dial) and stream throughput for 1 KiB
    and 64 KiB writes (sink protocol: bytes until the receiver acknowledges the count).
 
@@ -40,6 +41,7 @@ from helpers.notifee import ConnectionRecorder  # noqa: E402
 from helpers.peer_process import (  # noqa: E402
     PeerProcess,
     glueberry_peer_argv,
+    js_peer_argv,
     py_peer_argv,
 )
 
@@ -141,7 +143,11 @@ async def bench_pair(
     impl: str, dials: int, total_1k: int, total_64k: int, repeats: int
 ) -> dict[str, Any]:
     """Client and server processes of one implementation: dial latency and throughput."""
-    argv = py_peer_argv() if impl == "py-libp2p" else glueberry_peer_argv()
+    argv = {
+        "py-libp2p": py_peer_argv,
+        "js-libp2p": js_peer_argv,
+        "glueberry": glueberry_peer_argv,
+    }[impl]()
     async with (
         await PeerProcess.start(argv, name=f"{impl}-server") as server,
         await PeerProcess.start(argv, name=f"{impl}-client") as client,
@@ -234,7 +240,10 @@ def main() -> None:
     parser.add_argument("--total-64k-mib", type=int, default=64, help="MiB sent in 64 KiB writes")
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs (median)")
     parser.add_argument(
-        "--impls", nargs="*", default=["glueberry", "py-libp2p"], help="implementations to pair"
+        "--impls",
+        nargs="*",
+        default=["glueberry", "py-libp2p", "js-libp2p"],
+        help="implementations to pair (js-libp2p needs `npm ci --prefix tests/interop`)",
     )
     args = parser.parse_args()
     out = asyncio.run(run(args))

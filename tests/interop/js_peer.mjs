@@ -311,6 +311,38 @@ const commands = {
     await node.hangUp(peerIdFromString(cmd.peer))
     return {}
   },
+  // Dial `addr` `n` times, a fresh connection each time; latencies in ms.
+  async bench_dial (cmd) {
+    const ma = multiaddr(cmd.addr)
+    const latencies = []
+    for (let i = 0; i < cmd.n; i++) {
+      const started = performance.now()
+      const conn = await node.dial(ma, { signal: AbortSignal.timeout((cmd.timeout ?? 10) * 1000) })
+      latencies.push(performance.now() - started)
+      await conn.close()
+    }
+    return { latencies_ms: latencies }
+  },
+  // Write `total` bytes in writes of `size` on a sink stream; time until acknowledged.
+  async bench_sink (cmd) {
+    const conn = await connectionTo(cmd.peer)
+    const chunk = randomBytes(cmd.size)
+    const stream = await conn.newStream(SINK, { signal: AbortSignal.timeout(10000) })
+    const started = performance.now()
+    let sent = 0
+    while (sent < cmd.total) {
+      await send(stream, chunk)
+      sent += cmd.size
+    }
+    await stream.close({ signal: AbortSignal.timeout((cmd.timeout ?? 120) * 1000) })
+    let reply = Buffer.alloc(0)
+    for await (const part of stream) {
+      reply = Buffer.concat([reply, part.subarray ? part.subarray() : part])
+    }
+    const seconds = (performance.now() - started) / 1000
+    if (reply.length !== 8) throw new Error(`sink replied ${reply.length} bytes`)
+    return { bytes: sent, acked: Number(reply.readBigUInt64BE(0)), seconds }
+  },
   async connected (cmd) {
     return { connected: node.getConnections(peerIdFromString(cmd.peer)).some((c) => c.status === 'open') }
   }
