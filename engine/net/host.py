@@ -491,7 +491,7 @@ class Host:
                 details={"expected": str(peer_id), "actual": str(parsed.peer_id)},
             )
         gate = self._gate
-        if gate is not None and not gate.allow_addr(addr, Direction.OUTBOUND):
+        if gate is not None and not _safe_gate(gate.allow_addr, addr, Direction.OUTBOUND):
             raise ConnectionGatedError(f"the gate refused address {addr}")
         self._limiter.admit(None, Direction.OUTBOUND)
         established = False

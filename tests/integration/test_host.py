@@ -425,3 +425,33 @@ async def test_close_during_dial_raises_dial_error() -> None:
         w.close()
     server.close()
     await server.wait_closed()
+
+
+def test_tie_break_rule_is_symmetric() -> None:
+    """Both sides pick the same survivor: the connection whose dialer id is smaller."""
+    from engine.net.host import _Conn
+
+    a, b = make_host(), make_host()
+
+    def conn(peer: PeerId, direction: Direction, created: float) -> _Conn:
+        return _Conn(
+            peer_id=peer,
+            direction=direction,
+            remote_addr=LOCAL,
+            ip=None,
+            channel=None,  # type: ignore[arg-type]
+            muxer=None,  # type: ignore[arg-type]
+            info=ConnectionInfo(peer_id=peer, remote_addr=LOCAL, direction=direction),
+            created=created,
+        )
+
+    # c1 dialed by a, c2 dialed by b; seen from each side with its own directions
+    a_c1, a_c2 = conn(b.peer_id, Direction.OUTBOUND, 1.0), conn(b.peer_id, Direction.INBOUND, 2.0)
+    b_c1, b_c2 = conn(a.peer_id, Direction.INBOUND, 2.0), conn(a.peer_id, Direction.OUTBOUND, 1.0)
+    a_keeps_c1 = a._tie_break(a_c1, a_c2) is a_c1
+    b_keeps_c1 = b._tie_break(b_c2, b_c1) is b_c1  # other arrival order on b
+    assert a_keeps_c1 == b_keeps_c1 == (a.peer_id.multihash < b.peer_id.multihash)
+    # same dialer twice: the newer connection wins
+    old, new = conn(b.peer_id, Direction.OUTBOUND, 1.0), conn(b.peer_id, Direction.OUTBOUND, 2.0)
+    assert a._tie_break(old, new) is new
+    assert a._tie_break(new, old) is new
