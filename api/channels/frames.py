@@ -28,6 +28,7 @@ __all__ = [
     "SendCommand",
     "StreamSend",
     "ack",
+    "ack_text",
     "command_ack",
     "command_nack",
     "command_ref",
@@ -136,6 +137,11 @@ def ack(seq: int, key: str | None = None, *, duplicate: bool = False) -> dict[st
     if duplicate:
         frame["duplicate"] = True
     return frame
+
+
+def ack_text(seq: int) -> str:
+    """:func:`encode` of ``ack(seq)``, preformatted (the per-message hot path)."""
+    return f'{{"type":"ack","seq":{seq}}}'
 
 
 def nack(

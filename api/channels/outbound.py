@@ -27,7 +27,7 @@ from typing import Any
 
 from api.channels import frames
 
-__all__ = ["OutboundTracker"]
+__all__ = ["OutboundTracker", "WriteClock"]
 
 
 class OutboundTracker:
@@ -126,3 +126,22 @@ class OutboundTracker:
     def close_reason(self) -> str:
         """The close reason for 4008."""
         return f"too slow: {self.dropped_seen} messages dropped (limit {self.max_dropped})"
+
+
+class WriteClock:
+    """When the write in progress to a client started (``None``: not writing).
+
+    The writer sets :attr:`since` before awaiting a send and clears it after; a
+    supervisor polls :meth:`stalled` and closes the connection (4008) when one write
+    waits longer than the send timeout, i.e. the client stopped reading altogether.
+    Cheaper than a timer per message.
+    """
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def stalled(self, now: float, timeout: float) -> bool:
+        """Whether the current write has waited more than ``timeout`` seconds."""
+        return self.since is not None and now - self.since > timeout

@@ -14,6 +14,7 @@ of :class:`~api.channels.codes.CloseCode`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,10 @@ from starlette.websockets import WebSocket, WebSocketState
 from api.auth import Principal, Scope
 from api.channels.codes import CloseCode, close_reason
 from api.channels.idempotency import IdempotencyCache
+from api.channels.outbound import WriteClock
 from api.deps import authenticate_connection
 from api.errors import ApiError, error_response, status_for
+from api.settings import GatewaySettings
 from api.state import GatewayState
 from engine.errors import GlueberryError, NodeNotRunningError
 
@@ -35,6 +38,7 @@ __all__ = [
     "error_fields",
     "open_channel",
     "refuse",
+    "run_channel",
 ]
 
 _CLOSE_BY_STATUS = {
@@ -107,3 +111,45 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str = "") -> No
         return
     with contextlib.suppress(Exception):
         await websocket.close(code, close_reason(reason))
+
+
+async def run_channel(
+    websocket: WebSocket,
+    reader: asyncio.Future[tuple[int, str]],
+    writer: asyncio.Future[tuple[int, str]],
+    settings: GatewaySettings,
+    clock: WriteClock,
+) -> None:
+    """Supervise a channel's reader and writer tasks until one finishes, then close.
+
+    Each task returns ``(close code, reason)`` (code 0: the client went away). The
+    supervisor also closes with 4008 when one write to the client stalls longer than
+    ``ws_send_timeout`` (the client stopped reading). The close frame itself waits for
+    the socket to be writable, bounded by the same timeout.
+    """
+    loop = asyncio.get_running_loop()
+    timeout = settings.ws_send_timeout
+    period = max(0.05, timeout / 4)
+    code, reason = int(CloseCode.NORMAL), ""
+    try:
+        while True:
+            done, _ = await asyncio.wait(
+                {reader, writer}, timeout=period, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done:
+                first = writer if writer in done else reader
+                if not first.cancelled() and first.exception() is None:
+                    code, reason = first.result()
+                break
+            if clock.stalled(loop.time(), timeout):
+                code = int(CloseCode.TOO_SLOW)
+                reason = f"too slow: a write stalled for more than {timeout:g}s"
+                break
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+    if code:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await close_quietly(websocket, code, reason)

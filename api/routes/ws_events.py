@@ -29,10 +29,11 @@ from api.auth import Scope
 from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.event_feed import event_feed, parse_filter
+from api.channels.outbound import WriteClock
 from api.channels.sse import RETRY_MS, sse_event
 from api.deps import authenticate_connection, bearer_scheme
 from api.errors import AUTH_ERRORS, ApiError, error_responses, status_for
-from api.routes.ws_common import close_quietly, open_channel, refuse
+from api.routes.ws_common import open_channel, refuse, run_channel
 from api.routes.ws_messages import reject_commands
 from api.state import GatewayState
 from engine.errors import GlueberryError, NodeNotRunningError
@@ -98,29 +99,23 @@ async def events_channel(
         heartbeat=gateway.settings.ws_heartbeat,
     )
     reader = asyncio.ensure_future(reject_commands(websocket, gateway.settings))
-    writer = asyncio.ensure_future(_write_feed(websocket, feed))
+    clock = WriteClock()
+    writer = asyncio.ensure_future(_write_feed(websocket, feed, clock))
     try:
-        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        await run_channel(websocket, reader, writer, gateway.settings, clock)
     finally:
-        for task in (reader, writer):
-            task.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
         await feed.aclose()
-    first = writer if writer in done else reader
-    code, reason = int(CloseCode.NORMAL), ""
-    if not first.cancelled() and first.exception() is None:
-        code, reason = first.result()
-    if code:
-        async with asyncio.timeout(gateway.settings.ws_send_timeout):
-            await close_quietly(websocket, code, reason)
 
 
 async def _write_feed(
-    websocket: WebSocket, feed: AsyncGenerator[dict[str, Any], None]
+    websocket: WebSocket, feed: AsyncGenerator[dict[str, Any], None], clock: WriteClock
 ) -> tuple[int, str]:
+    loop = asyncio.get_running_loop()
     try:
         async for frame in feed:
+            clock.since = loop.time()
             await websocket.send_text(frames.encode(frame))
+            clock.since = None
     except Exception:
         return 0, ""  # the client went away
     return CloseCode.GOING_AWAY, "the node stopped"

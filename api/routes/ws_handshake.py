@@ -32,10 +32,9 @@ from api.auth import Principal, Scope
 from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.inbound import FrameRateLimiter
-from api.channels.outbound import OutboundTracker
+from api.channels.outbound import OutboundTracker, WriteClock
 from api.errors import ApiError
-from api.routes.ws_common import channel_state, error_fields, open_channel, refuse
-from api.routes.ws_streams import _run_pair
+from api.routes.ws_common import channel_state, error_fields, open_channel, refuse, run_channel
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
 
@@ -78,42 +77,37 @@ async def handshake_channel(websocket: WebSocket) -> None:
         max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
         settings.ws_max_dropped,
     )
-    writer = asyncio.ensure_future(_forward(websocket, subscription, tracker, settings))
+    clock = WriteClock()
+    writer = asyncio.ensure_future(_forward(websocket, subscription, tracker, clock))
     reader = asyncio.ensure_future(_commands(websocket, node, principal, settings))
     try:
-        await _run_pair(websocket, reader, writer, settings)
+        await run_channel(websocket, reader, writer, settings, clock)
     finally:
         subscription.unsubscribe()
         channels.open_channels -= 1
 
 
 async def _forward(
-    websocket: WebSocket, subscription: Any, tracker: OutboundTracker, settings: GatewaySettings
+    websocket: WebSocket, subscription: Any, tracker: OutboundTracker, clock: WriteClock
 ) -> tuple[int, str]:
     # Handshake messages carry no engine sequence number: positions on this connection
     # stand in for it in ``dropped`` frames.
     loop = asyncio.get_running_loop()
-    timeout = settings.ws_send_timeout
     try:
-        async with asyncio.timeout(None) as stall:
-            async for message in subscription:
-                position = tracker.delivered + 1
-                for frame in tracker.before_send(
-                    position, subscription.pending, subscription.dropped
-                ):
-                    stall.reschedule(loop.time() + timeout)
-                    await websocket.send_text(frames.encode(frame))
-                if tracker.exceeded:
-                    for frame in tracker.abandon(1 + subscription.pending):
-                        stall.reschedule(loop.time() + timeout)
-                        await websocket.send_text(frames.encode(frame))
-                    return CloseCode.TOO_SLOW, tracker.close_reason()
-                stall.reschedule(loop.time() + timeout)
-                await websocket.send_text(frames.encode(frames.handshake_message(message)))
-                stall.reschedule(None)
-                tracker.sent(position)
-    except TimeoutError:
-        return CloseCode.TOO_SLOW, f"too slow: a write stalled for more than {timeout:g}s"
+        async for message in subscription:
+            position = tracker.delivered + 1
+            out = tracker.before_send(position, subscription.pending, subscription.dropped)
+            if tracker.exceeded:
+                out += tracker.abandon(1 + subscription.pending)
+            else:
+                out.append(frames.handshake_message(message))
+            for frame in out:
+                clock.since = loop.time()
+                await websocket.send_text(frames.encode(frame))
+            clock.since = None
+            if tracker.exceeded:
+                return CloseCode.TOO_SLOW, tracker.close_reason()
+            tracker.sent(position)
     except Exception:
         return 0, ""
     return CloseCode.GOING_AWAY, "the node stopped"

@@ -22,10 +22,10 @@ from api.auth import Scope
 from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.inbound import FrameRateLimiter
-from api.channels.outbound import OutboundTracker
+from api.channels.outbound import OutboundTracker, WriteClock
 from api.errors import ApiError, status_for
-from api.routes.ws_common import channel_state, open_channel, refuse
-from api.routes.ws_streams import _run_pair, pump_messages
+from api.routes.ws_common import channel_state, open_channel, refuse, run_channel
+from api.routes.ws_streams import pump_messages
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
 from engine.errors import GlueberryError
@@ -78,12 +78,13 @@ async def messages_channel(
         max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
         settings.ws_max_dropped,
     )
+    clock = WriteClock()
     writer = asyncio.ensure_future(
-        pump_messages(websocket, subscription, tracker, settings, binary=False)
+        pump_messages(websocket, subscription, tracker, clock, binary=False)
     )
     reader = asyncio.ensure_future(reject_commands(websocket, settings))
     try:
-        await _run_pair(websocket, reader, writer, settings)
+        await run_channel(websocket, reader, writer, settings, clock)
     finally:
         subscription.unsubscribe()
         channels.open_channels -= 1

@@ -25,7 +25,6 @@ Scopes: ``monitor`` to open and receive; ``streams:send`` to send (checked per f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -35,9 +34,9 @@ from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.idempotency import IdempotencyCache, KeyState
 from api.channels.inbound import FrameRateLimiter
-from api.channels.outbound import OutboundTracker
+from api.channels.outbound import OutboundTracker, WriteClock
 from api.errors import ApiError, status_for
-from api.routes.ws_common import channel_state, close_quietly, error_fields, open_channel, refuse
+from api.routes.ws_common import channel_state, error_fields, open_channel, refuse, run_channel
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
 from engine.errors import GlueberryError
@@ -88,48 +87,25 @@ async def stream_channel(websocket: WebSocket, peer_id: str, stream: str) -> Non
         max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
         settings.ws_max_dropped,
     )
+    clock = WriteClock()
     writer = asyncio.ensure_future(
-        pump_messages(websocket, subscription, tracker, settings, binary=True)
+        pump_messages(websocket, subscription, tracker, clock, binary=True)
     )
     reader = asyncio.ensure_future(
         _read_sends(websocket, node, pid, stream, principal, settings, channels.idempotency)
     )
     try:
-        await _run_pair(websocket, reader, writer, settings)
+        await run_channel(websocket, reader, writer, settings, clock)
     finally:
         subscription.unsubscribe()
         channels.open_channels -= 1
-
-
-async def _run_pair(
-    websocket: WebSocket,
-    reader: asyncio.Future[tuple[int, str]],
-    writer: asyncio.Future[tuple[int, str]],
-    settings: GatewaySettings,
-) -> None:
-    """Wait for either side to finish, stop the other, close with the deciding code."""
-    try:
-        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (reader, writer):
-            task.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
-    first = writer if writer in done else reader
-    code, reason = int(CloseCode.NORMAL), ""
-    if not first.cancelled() and first.exception() is None:
-        code, reason = first.result()
-    if code:
-        # The close frame waits for the socket to be writable: bounded by the send timeout.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(settings.ws_send_timeout):
-                await close_quietly(websocket, code, reason)
 
 
 async def pump_messages(
     websocket: WebSocket,
     subscription: Any,
     tracker: OutboundTracker,
-    settings: GatewaySettings,
+    clock: WriteClock,
     *,
     binary: bool,
 ) -> tuple[int, str]:
@@ -139,7 +115,7 @@ async def pump_messages(
         websocket: the accepted socket.
         subscription: the engine message subscription (the bounded queue).
         tracker: the connection's accounting.
-        settings: gateway settings (send timeout).
+        clock: set while a write is in progress (the supervisor detects stalls).
         binary: send payloads as binary frames (stream channel) or ``message`` JSON
             frames (fan-in channel).
 
@@ -147,33 +123,30 @@ async def pump_messages(
         ``(close code, reason)``; code 0 when the client went away.
     """
     loop = asyncio.get_running_loop()
-    timeout = settings.ws_send_timeout
+    send_text, send_bytes = websocket.send_text, websocket.send_bytes
     try:
-        async with asyncio.timeout(None) as stall:
-            async for message in subscription:
-                for frame in tracker.before_send(
-                    message.seq, subscription.pending, subscription.dropped
-                ):
-                    stall.reschedule(loop.time() + timeout)
-                    await websocket.send_text(frames.encode(frame))
-                if tracker.exceeded:
-                    for frame in tracker.abandon(1 + subscription.pending):
-                        stall.reschedule(loop.time() + timeout)
-                        await websocket.send_text(frames.encode(frame))
-                    return CloseCode.TOO_SLOW, tracker.close_reason()
-                stall.reschedule(loop.time() + timeout)
-                if binary:
-                    await websocket.send_bytes(message.data)
-                else:
-                    await websocket.send_text(frames.encode(frames.message_frame(message)))
-                stall.reschedule(None)
-                tracker.sent(message.seq)
-            # The subscription ended: the node stopped. Report drops not yet reported.
-            for frame in tracker.before_send(None, 0, subscription.dropped):
-                stall.reschedule(loop.time() + timeout)
-                await websocket.send_text(frames.encode(frame))
-    except TimeoutError:
-        return CloseCode.TOO_SLOW, f"too slow: a write stalled for more than {timeout:g}s"
+        async for message in subscription:
+            for frame in tracker.before_send(
+                message.seq, subscription.pending, subscription.dropped
+            ):
+                clock.since = loop.time()
+                await send_text(frames.encode(frame))
+            if tracker.exceeded:
+                for frame in tracker.abandon(1 + subscription.pending):
+                    clock.since = loop.time()
+                    await send_text(frames.encode(frame))
+                return CloseCode.TOO_SLOW, tracker.close_reason()
+            clock.since = loop.time()
+            if binary:
+                await send_bytes(message.data)
+            else:
+                await send_text(frames.encode(frames.message_frame(message)))
+            clock.since = None
+            tracker.sent(message.seq)
+        # The subscription ended: the node stopped. Report drops not yet reported.
+        for frame in tracker.before_send(None, 0, subscription.dropped):
+            clock.since = loop.time()
+            await send_text(frames.encode(frame))
     except Exception:
         return 0, ""  # the client went away
     return CloseCode.GOING_AWAY, "the node stopped"
@@ -263,6 +236,8 @@ async def _read_sends(
             code, message, status = error_fields(exc)
             await send_text(frames.encode(frames.nack(seq, code, message, status, key)))
             continue
-        if cache_key is not None:
+        if cache_key is None:
+            await send_text(frames.ack_text(seq))
+        else:
             cache.done(cache_key)
-        await send_text(frames.encode(frames.ack(seq, key)))
+            await send_text(frames.encode(frames.ack(seq, key)))

@@ -15,7 +15,7 @@ from api.channels.codes import MAX_REASON_BYTES, CloseCode, close_reason
 from api.channels.event_feed import EventCursor, event_feed, parse_filter
 from api.channels.idempotency import IdempotencyCache, KeyState
 from api.channels.inbound import FrameRateLimiter
-from api.channels.outbound import OutboundTracker
+from api.channels.outbound import OutboundTracker, WriteClock
 from api.channels.sse import sse_event
 from engine.connection_state import ConnectionState
 from engine.errors import InvalidPeerIdError
@@ -91,6 +91,16 @@ def test_delivered_plus_dropped_equals_published(steps: list[tuple[int, int]]) -
     assert delivered + reported + pending == published
 
 
+def test_write_clock_detects_a_stalled_write() -> None:
+    clock = WriteClock()
+    assert not clock.stalled(100.0, 1.0)  # not writing
+    clock.since = 100.0
+    assert not clock.stalled(100.5, 1.0)
+    assert clock.stalled(101.5, 1.0)
+    clock.since = None
+    assert not clock.stalled(200.0, 1.0)
+
+
 # -- inbound rate limit ---------------------------------------------------------------------
 
 
@@ -134,6 +144,10 @@ def test_idempotency_states_ttl_and_bound() -> None:
 
 
 # -- frames ---------------------------------------------------------------------------------
+
+
+def test_preformatted_ack_matches_encode() -> None:
+    assert frames.ack_text(12) == frames.encode(frames.ack(12))
 
 
 def test_stream_send_frames() -> None:
