@@ -19,6 +19,8 @@ from engine.errors import (
     NotConnectedError,
     PeerIdMismatchError,
     ResourceLimitError,
+    StreamError,
+    StreamLimitError,
 )
 from engine.net.host import Host
 from engine.net.interface import ConnectionInfo, Direction, P2PStream
@@ -455,3 +457,67 @@ def test_tie_break_rule_is_symmetric() -> None:
     old, new = conn(b.peer_id, Direction.OUTBOUND, 1.0), conn(b.peer_id, Direction.OUTBOUND, 2.0)
     assert a._tie_break(old, new) is new
     assert a._tie_break(new, old) is new
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\xff" * 64,  # bad varint
+        b"\x13/multistream/1.0.0\n\x07/noise\n" + b"\x00\x20" + bytes(32) + b"junk" * 100,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+async def test_garbage_and_silent_connections_are_dropped(
+    hosts: Callable[..., Awaitable[Host]], garbage: bytes
+) -> None:
+    b = await hosts(dial_timeout=0.3)
+    port = int(b.listen_addrs()[0].value_for_protocol("tcp"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(garbage)
+    silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", port)
+    async with asyncio.timeout(T):
+        while await reader.read(65536):  # the host answers what it can, then hangs up
+            pass
+        assert await silent_reader.read(65536) == b""  # closed after dial_timeout
+    writer.close()
+    silent_writer.close()
+    await wait_until(lambda: b.pending_connections == 0)
+    a = await hosts()
+    await a.dial(b.peer_id, b.listen_addrs(), timeout=T)  # still healthy
+
+
+async def test_failing_handler_resets_only_its_stream(
+    hosts: Callable[..., Awaitable[Host]],
+) -> None:
+    a, b = await hosts(), await hosts()
+
+    async def boom(stream: P2PStream) -> None:
+        raise RuntimeError("handler bug")
+
+    b.set_stream_handler("/test/boom/1", boom)
+    await a.dial(b.peer_id, b.listen_addrs(), timeout=T)
+
+    async def use_boom() -> None:
+        # the reset may even overtake the protocol echo: then new_stream raises it
+        stream = await a.new_stream(b.peer_id, ["/test/boom/1"], timeout=T)
+        async with asyncio.timeout(T):
+            while await stream.read():
+                pass
+
+    with pytest.raises(StreamError):
+        await use_boom()
+    ok = await a.new_stream(b.peer_id, [ECHO], timeout=T)
+    assert await roundtrip(ok, b"still fine") == b"still fine"
+
+
+async def test_stream_limit_refuses(hosts: Callable[..., Awaitable[Host]]) -> None:
+    a, b = await hosts(max_yamux_streams=2), await hosts(max_yamux_streams=2)
+    await a.dial(b.peer_id, b.listen_addrs(), timeout=T)
+    await a.wait_identified(b.peer_id, timeout=T)
+    await wait_until(lambda: b.task_count == 0)  # b's identify stream is finished
+    s1 = await a.new_stream(b.peer_id, [ECHO], timeout=T)
+    s2 = await a.new_stream(b.peer_id, [ECHO], timeout=T)
+    with pytest.raises(StreamLimitError):
+        await a.new_stream(b.peer_id, [ECHO], timeout=T)
+    await s1.aclose()
+    await s2.aclose()
