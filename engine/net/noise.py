@@ -26,7 +26,6 @@ Layers, each sans-IO except the last:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import hashlib
 import hmac
@@ -81,6 +80,7 @@ HASH_LEN = 32
 _MAX_NONCE = 2**64 - 1
 _LEN_PREFIX = struct.Struct(">H")
 _READ_CHUNK = 256 * 1024
+_CLOSE_TIMEOUT = 5.0
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
@@ -695,7 +695,16 @@ class NoiseChannel:
         if self._closed and self._writer.is_closing():
             return
         self._closed = True
-        with contextlib.suppress(OSError, RuntimeError, asyncio.TimeoutError):
-            if not self._writer.is_closing():
-                self._writer.close()
-            await asyncio.wait_for(self._writer.wait_closed(), 5.0)
+        if not self._writer.is_closing():
+            self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), _CLOSE_TIMEOUT)
+        except (OSError, RuntimeError):
+            pass
+        except (TimeoutError, asyncio.CancelledError):
+            # A peer that stopped reading would keep the socket (and its buffer) alive
+            # until it resumes or dies: drop it now.
+            self._writer.transport.abort()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
