@@ -87,7 +87,7 @@ class NodeInfo(BaseModel):
             "examples": [
                 {
                     "peer_id": PEER_ID_EXAMPLE,
-                    "public_key": "MCowBQYDK2VwAyEA...",
+                    "public_key": "RrG1zALvr1yOZGnoIXfgRgZSLnV8RFi9WRycBUGdVEk=",
                     "addrs": [f"{ADDR_EXAMPLE}/p2p/{PEER_ID_EXAMPLE}"],
                     "version": "0.1.0",
                     "capabilities": ["wire-v1"],
