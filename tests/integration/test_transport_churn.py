@@ -26,6 +26,7 @@ from multiaddr import Multiaddr
 from engine.config import Config
 from engine.crypto.identity import Identity, PeerId
 from engine.net.host import Host
+from engine.net.interface import P2PStream
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ async def host() -> AsyncIterator[tuple[Host, ConnectionRecorder]]:
     recorder = ConnectionRecorder()
     host.add_notifee(recorder)
 
-    async def echo_exchange(stream):  # type: ignore[no-untyped-def]
+    async def echo_exchange(stream: P2PStream) -> None:
         await run_exchange(stream, "responder")
 
     host.set_stream_handler(EXCHANGE_PROTOCOL, echo_exchange)

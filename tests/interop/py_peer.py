@@ -296,7 +296,7 @@ async def main() -> None:
                 key_pair, noise_privkey=create_new_x25519_key_pair().private_key
             )
         },
-        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=[multiaddr.Multiaddr(args.listen)],
     )
     peer = Peer(host)

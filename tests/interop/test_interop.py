@@ -90,7 +90,9 @@ async def ours() -> AsyncIterator[OurSide]:
             await host.close()
 
 
-def _assert_matches(initiator: dict[str, Any], responder: dict[str, Any], count: int, size: int):
+def _assert_matches(
+    initiator: dict[str, Any], responder: dict[str, Any], count: int, size: int
+) -> None:
     for side in (initiator, responder):
         assert side["protocol"] == EXCHANGE_PROTOCOL
         assert (side["count"], side["size"]) == (count, size)
@@ -134,10 +136,10 @@ async def test_interop(impl: str, direction: str, ours: OurSide) -> None:
         assert ident.peer_id == their_id
         assert ident.agent_version == peer.ready["agent_version"]
         assert {EXCHANGE_PROTOCOL, IDENTIFY_ID, PING_ID} <= set(ident.protocols)
-        info = host.connection_info(their_id)
-        assert info is not None
-        assert info.agent_version == peer.ready["agent_version"]
-        assert set(ident.protocols) == set(info.protocols)
+        conn_info = host.connection_info(their_id)
+        assert conn_info is not None
+        assert conn_info.agent_version == peer.ready["agent_version"]
+        assert set(ident.protocols) == set(conn_info.protocols)
 
         # -- streams opened by us ------------------------------------------------------------
         for count, size in EXCHANGES:
