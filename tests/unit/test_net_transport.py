@@ -59,6 +59,15 @@ async def test_resolve_dns_with_getaddrinfo() -> None:
     got = await resolve(parse_tcp_multiaddr("/dns4/localhost/tcp/9"))
     assert ("127.0.0.1", 9) in got
     assert await resolve(TcpAddress("ip4", "1.2.3.4", 5)) == [("1.2.3.4", 5)]
+
+
+async def test_resolve_failure_is_dial_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def fail(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "not found")
+
+    monkeypatch.setattr(loop, "getaddrinfo", fail)  # no DNS query leaves the machine
     with pytest.raises(DialError):
         await resolve(TcpAddress("dns4", "name.invalid", 5))
 
