@@ -470,7 +470,7 @@ def test_tie_break_rule_is_symmetric() -> None:
 async def test_garbage_and_silent_connections_are_dropped(
     hosts: Callable[..., Awaitable[Host]], garbage: bytes
 ) -> None:
-    b = await hosts(dial_timeout=0.3)
+    b = await hosts(dial_timeout=1.0)  # bounds the silent connection; room for a real dial
     port = int(b.listen_addrs()[0].value_for_protocol("tcp"))
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(garbage)
