@@ -6,7 +6,8 @@ connection that can only be Noise + yamux (both peers are configured with exactl
 - streams on a custom protocol opened by *each* side exchange 1,000 messages of 1 KiB and
   10 messages of 1 MiB each way, checked by count, size and SHA-256 on both ends;
 - ping works both ways.
-Dialing one of them under another peer id fails with ``PeerIdMismatchError``.
+Dialing one of them under another peer id fails with ``PeerIdMismatchError``, and both
+answer our yamux keep-alive pings (an idle healthy peer is never dropped).
 
 The js-libp2p peer needs its npm packages: ``npm ci --prefix tests/interop``.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from helpers.exchange import EXCHANGE_PROTOCOL, run_exchange
 from helpers.glueberry_peer import split_p2p_addr
+from helpers.notifee import ConnectionRecorder
 from helpers.peer_process import (
     JS_NODE_MODULES,
     PeerProcess,
@@ -185,3 +187,26 @@ async def test_dialing_them_under_the_wrong_peer_id_is_refused(impl: str, ours: 
         # The real identity behind that address still connects.
         info = await host.dial(PeerId.from_string(peer.peer_id), [addr], timeout=TIMEOUT)
         assert str(info.peer_id) == peer.peer_id
+
+
+@pytest.mark.parametrize("impl", ["py-libp2p", "js-libp2p"])
+async def test_they_answer_our_keepalive(impl: str) -> None:
+    """An idle, healthy foreign peer is never dropped by our keep-alive (it answers pings)."""
+    argv = _peer_argv(impl)
+    interval, timeout = 0.2, 1.0
+    host = Host(Identity.generate(), Config(keepalive_interval=interval, keepalive_timeout=timeout))
+    recorder = ConnectionRecorder()
+    host.add_notifee(recorder)
+    try:
+        async with await PeerProcess.start(argv, name=impl) as peer:
+            their_id, addr = split_p2p_addr(peer.addrs[0])
+            await host.dial(their_id, [addr], timeout=TIMEOUT)
+            # Idle for three keep-alive timeouts: a peer that ignored our pings would be
+            # declared gone after one.
+            with pytest.raises(TimeoutError):
+                await recorder.wait_until(lambda r: r.disconnected_count > 0, 3 * timeout)
+            assert host.is_connected(their_id)
+            await peer.command("ping", peer=str(host.peer_id), timeout=TIMEOUT)
+    finally:
+        async with asyncio.timeout(10):
+            await host.close()
