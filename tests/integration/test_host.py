@@ -351,7 +351,7 @@ async def test_abrupt_close_is_noticed(hosts: Callable[..., Awaitable[Host]]) ->
 
 
 async def test_keepalive_closes_frozen_peer(hosts: Callable[..., Awaitable[Host]]) -> None:
-    a = await hosts(keepalive_interval=0.05, keepalive_timeout=0.3)
+    a = await hosts(keepalive_interval=0.1, keepalive_timeout=0.5)
     b = await hosts(keepalive_interval=3600, keepalive_timeout=7200)
     ra = Recorder()
     a.add_notifee(ra)
@@ -363,7 +363,7 @@ async def test_keepalive_closes_frozen_peer(hosts: Callable[..., Awaitable[Host]
     conn.channel._writer.transport.pause_reading()  # type: ignore[attr-defined]
     started = time.monotonic()
     event = await ra.wait_for("disconnected", b.peer_id)
-    assert time.monotonic() - started < 0.3 + 0.5
+    assert time.monotonic() - started < 0.5 + 2.0  # the bound plus scheduling slack
     assert event[2] is not None  # a reason is given
 
 
