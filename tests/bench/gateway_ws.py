@@ -13,7 +13,9 @@ messages (every one acknowledged by A's gateway), a client on node B receives th
   receive time minus send time, i.e. client A -> gateway A -> node A -> node B ->
   gateway B -> client B.
 
-The clients share the machine with both servers. Clients disable permessage-deflate.
+CPU time per message of each gateway process (user + system, from ``psutil``) is printed
+too: unlike msg/s it barely depends on what else runs on the machine. The clients share
+the machine with both servers. Clients disable permessage-deflate.
 Prints a table and one JSON line (``{"bench": "gateway_ws", ...}``).
 
     .venv/bin/python tests/bench/gateway_ws.py [--count 50000] [--rate 1000] [--seconds 5]
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import websockets
 
 _HERE = Path(__file__).resolve().parent
@@ -154,9 +157,19 @@ async def run(
     ws_b = b.url.replace("http://", "ws://")
     tx = Sender(await _open(f"{ws_a}/v1/peers/{b.peer_id}/streams/messages", keys[0]))
     rx = await _open(f"{ws_b}/v1/peers/{a.peer_id}/streams/messages", keys[1])
+    servers = [psutil.Process(p.proc.pid) for p in (a, b) if p.proc is not None]
+
+    def cpu() -> list[float]:
+        return [sum(s.cpu_times()[:2]) for s in servers]
+
     try:
         await throughput(tx, rx, min(2000, args.count), args.window)  # warm-up
+        before = cpu()
         results: dict[str, Any] = {"throughput": await throughput(tx, rx, args.count, args.window)}
+        used = [after - start for after, start in zip(cpu(), before, strict=True)]
+        # CPU per message of each gateway process: what a free core would sustain.
+        results["throughput"]["cpu_us_per_msg_a"] = round(used[0] / args.count * 1e6, 1)
+        results["throughput"]["cpu_us_per_msg_b"] = round(used[1] / args.count * 1e6, 1)
         results["latency"] = await latency(tx, rx, args.rate, args.seconds)
         return results
     finally:
@@ -189,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'metric':<34}{'value':>12}")
     print(f"{'throughput (msg/s)':<34}{t['msg_per_s']:>12}")
     print(f"{'  messages / seconds':<34}{t['messages']:>6} / {t['seconds']:<5}")
+    print(f"{'CPU per message, gateway A (us)':<34}{t['cpu_us_per_msg_a']:>12}")
+    print(f"{'CPU per message, gateway B (us)':<34}{t['cpu_us_per_msg_b']:>12}")
     at = f"latency @ {lat['rate']} msg/s"
     print(f"{at + ' p50 (ms)':<34}{lat['p50_ms']:>12}")
     print(f"{at + ' p99 (ms)':<34}{lat['p99_ms']:>12}")
