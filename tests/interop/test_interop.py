@@ -7,7 +7,8 @@ connection that can only be Noise + yamux (both peers are configured with exactl
   10 messages of 1 MiB each way, checked by count, size and SHA-256 on both ends;
 - ping works both ways.
 Dialing one of them under another peer id fails with ``PeerIdMismatchError``, and both
-answer our yamux keep-alive pings (an idle healthy peer is never dropped).
+answer our yamux keep-alive pings (an idle healthy peer is never dropped); when both
+sides dial each other at once, both dials succeed and streams work both ways.
 
 The js-libp2p peer needs its npm packages: ``npm ci --prefix tests/interop``.
 """
@@ -210,3 +211,35 @@ async def test_they_answer_our_keepalive(impl: str) -> None:
     finally:
         async with asyncio.timeout(10):
             await host.close()
+
+
+@pytest.mark.parametrize("impl", ["py-libp2p", "js-libp2p"])
+async def test_simultaneous_dial(impl: str, ours: OurSide) -> None:
+    """Both sides dial each other at once: both dials succeed and streams work both ways."""
+    argv = _peer_argv(impl)
+    host = ours.host
+    our_addr = f"{host.listen_addrs()[0]}/p2p/{host.peer_id}"
+    async with await PeerProcess.start(argv, name=impl) as peer:
+        their_id, addr = split_p2p_addr(peer.addrs[0])
+        info, dialed = await asyncio.gather(
+            host.dial(their_id, [addr], timeout=TIMEOUT),
+            peer.command("dial", addr=our_addr, timeout=TIMEOUT),
+        )
+        assert info.peer_id == their_id
+        assert dialed["remote_peer"] == str(host.peer_id)
+
+        stream = await host.new_stream(their_id, [EXCHANGE_PROTOCOL], timeout=TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            mine = await run_exchange(stream, "initiator", 100, KIB)
+        theirs = await peer.wait_event(
+            lambda e: e.get("event") in ("exchange", "exchange_error"), TIMEOUT
+        )
+        _assert_matches(mine, theirs, 100, KIB)
+
+        theirs = await peer.command(
+            "exchange", peer=str(host.peer_id), count=100, size=KIB, timeout=TIMEOUT
+        )
+        async with asyncio.timeout(TIMEOUT):
+            mine = await ours.results.get()
+        _assert_matches(theirs, mine, 100, KIB)
+        assert host.connected_peers() == [their_id]
