@@ -348,3 +348,28 @@ async def test_cursor_older_than_retention_gets_reset(
         snapshot = await ws.recv_json()
         assert snapshot["type"] == "snapshot"
         assert {"peer_id": b.peer_id, "state": "established"} in snapshot["peers"]
+
+
+async def test_shutdown_with_open_channels_is_prompt(
+    tmp_path_factory: pytest.TempPathFactory, recorder: Recorder
+) -> None:
+    """An open SSE stream and WebSocket do not hold a SIGTERMed gateway up."""
+    data_dir = tmp_path_factory.mktemp("ws-shutdown")
+    key = create_key(data_dir, "admin")
+    side = Side(GatewayProcess(data_dir).start(), key)
+    try:
+        async with (
+            side.http() as http,
+            http.stream("GET", "/v1/events/stream") as sse,
+            ws_connect(f"{side.ws}/v1/events", "events", recorder, key=key) as ws,
+        ):
+            assert sse.status_code == 200
+            assert (await ws.recv_json())["type"] == "ready"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            code = await asyncio.to_thread(side.proc.stop)
+            assert code in (0, -15)  # uvicorn re-raises the SIGTERM it handled
+            assert loop.time() - started < 15  # 5 s grace for streaming responses
+            assert (await ws.closed())[0] in (1001, 1012)
+    finally:
+        side.proc.stop()

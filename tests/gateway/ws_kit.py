@@ -208,7 +208,13 @@ class LiveGateway:
                 return
 
         self.server = Server(
-            uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
+            uvicorn.Config(
+                app,
+                lifespan="on",
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=2.0,  # as `glueberry serve` (5 s): ends SSE streams
+            )
         )
         self.task: asyncio.Task[None] | None = None
 
