@@ -54,6 +54,8 @@ from engine.errors import (
     ResourceLimitError,
     SecurityHandshakeError,
     StreamBrokenError,
+    StreamError,
+    TransportError,
 )
 from engine.net.gate import ConnectionLimiter, multiaddr_ip
 from engine.net.identify import (
@@ -775,6 +777,11 @@ class Host:
         except asyncio.CancelledError:
             await stream.reset()
             raise
+        except (StreamError, TransportError) as exc:
+            # The peer went away or reset the stream mid-handler: routine on a P2P network,
+            # not a bug in the handler, so it is no reason for an ERROR log with traceback.
+            _log.debug("stream handler for %s ended: %r", proto, exc)
+            await stream.reset()
         except Exception:
             _log.exception("stream handler for %s failed", proto)
             await stream.reset()
