@@ -10,6 +10,7 @@ same machine (it shares the CPU with the server).
 Prints a table and one JSON line (``{"bench": "gateway_rest", ...}``).
 
     .venv/bin/python tests/bench/gateway_rest.py [--peers 1000] [--requests 2000]
+        [--concurrency 16] [--database-url postgresql+asyncpg://...]
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from gateway.processes import GatewayProcess, create_key
+from gateway.processes import GatewayProcess, create_key  # noqa: E402
 
-from engine.crypto.identity import Identity
+from engine.crypto.identity import Identity  # noqa: E402
 
 
 async def _drive(
@@ -96,9 +97,13 @@ async def _fill(client: httpx.AsyncClient, peers: list[str]) -> float:
 async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="glueberry-bench-") as tmp:
         data_dir = Path(tmp)
-        key = create_key(data_dir, "admin")
+        db = {"GLUEBERRY_DATABASE_URL": args.database_url} if args.database_url else {}
+        key = create_key(data_dir, "admin", **db)
         proc = GatewayProcess(
-            data_dir, GLUEBERRY_RATE_LIMIT_ENABLED="false", GLUEBERRY_AUTO_CONNECT="false"
+            data_dir,
+            GLUEBERRY_RATE_LIMIT_ENABLED="false",
+            GLUEBERRY_AUTO_CONNECT="false",
+            **db,
         ).start()
         try:
             limits = httpx.Limits(max_connections=args.concurrency)
@@ -139,6 +144,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "bench": "gateway_rest",
         "peers": args.peers,
         "concurrency": args.concurrency,
+        "database": "postgresql" if args.database_url else "sqlite",
         "insert_peers_per_s": round(insert_rps, 1),
         "python": platform.python_version(),
         "results": {
@@ -152,11 +158,17 @@ def main() -> int:
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test (default: SQLite)",
+    )
     args = parser.parse_args()
     report = asyncio.run(run(args))
     print(
         f"gateway REST, {args.peers} peers in the address book, "
-        f"{args.concurrency} concurrent connections, SQLite, auth on, rate limits off"
+        f"{args.concurrency} concurrent connections, {report['database']}, auth on, "
+        "rate limits off"
     )
     print(f"address book fill: {report['insert_peers_per_s']} POST /v1/peers per s")
     print(f"{'route':<36} {'req/s':>8} {'mean ms':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
