@@ -240,7 +240,7 @@ async def serve(settings: Any, *, env_file: str | None = ".env") -> int:
             server_header=False,
             # Open event streams (SSE) never end on their own: on shutdown, give
             # in-flight responses 5 s, then cancel them (WebSockets get 1012 at once).
-            timeout_graceful_shutdown=5.0,
+            timeout_graceful_shutdown=5,
         )
     )
     try:
