@@ -25,6 +25,7 @@ Scopes: ``monitor`` to open and receive; ``streams:send`` to send (checked per f
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -43,6 +44,8 @@ from engine.errors import GlueberryError
 from engine.stream_name import check_stream_name
 
 __all__ = ["pump_messages", "router"]
+
+log = logging.getLogger("glueberry.api.channels")
 
 router = APIRouter()
 
@@ -228,16 +231,24 @@ async def _read_sends(
                     )
                 )
                 continue
+        sent = False
         try:
             await node.send(peer, stream, data)
+            sent = True
         except Exception as exc:  # every failure is reported to the client, never raised
-            if cache_key is not None:
-                cache.forget(cache_key)
             code, message, status = error_fields(exc)
+            if code == "internal_error":
+                log.error("stream send to %s/%s failed", peer, stream, exc_info=exc)
             await send_text(frames.encode(frames.nack(seq, code, message, status, key)))
             continue
-        if cache_key is None:
+        finally:
+            # Also on cancellation: a key must not stay "pending" when its connection dies.
+            if cache_key is not None:
+                if sent:
+                    cache.done(cache_key)
+                else:
+                    cache.forget(cache_key)
+        if key is None:
             await send_text(frames.ack_text(seq))
         else:
-            cache.done(cache_key)
             await send_text(frames.encode(frames.ack(seq, key)))
