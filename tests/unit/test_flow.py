@@ -46,7 +46,7 @@ async def test_free_below_high_watermark() -> None:
     assert fc.pending == 2
 
 
-async def test_release_at_low_wakes_every_blocked_sender() -> None:
+async def test_release_at_low_hands_every_blocked_sender_a_slot_within_budget() -> None:
     fc = FlowController(10, 5)
     for _ in range(10):
         await fc.acquire()
@@ -54,20 +54,30 @@ async def test_release_at_low_wakes_every_blocked_sender() -> None:
     fc.release(4)  # pending 6 > low: nobody moves
     await settle()
     assert fc.waiting == 20
-    fc.release(1)  # crosses the low watermark: all 20 are let through
+    fc.release(1)  # crosses the low watermark: waiters fill the budget back up to high
+    await settle()
+    assert (fc.pending, fc.waiting, fc.paused) == (10, 15, True)
+    assert [t.done() for t in tasks] == [True] * 5 + [False] * 15  # in arrival order
+    fc.release(5)  # the next crossing lets the next five through, and so on
+    await settle()
+    assert (fc.pending, fc.waiting) == (10, 10)
+    fc.release(10)  # far below low: as many as the budget takes
+    await settle()
+    assert (fc.pending, fc.waiting) == (10, 0)
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
-    assert fc.waiting == 0
-    assert fc.pending == 5 + 20
-    assert fc.paused  # above high again: newcomers wait
+    assert fc.paused  # at high again: newcomers wait
 
 
-async def test_single_release_wakes_all_with_low_zero() -> None:
+async def test_single_releases_with_low_zero_let_every_waiter_through() -> None:
     fc = FlowController(1, 0)
     await fc.acquire()
     tasks = await blocked_senders(fc, 50)
-    fc.release()
+    for _ in range(50):
+        fc.release()
+        await settle()
+        assert fc.pending == 1
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
-    assert fc.pending == 50
+    assert fc.waiting == 0
 
 
 async def test_grants_in_arrival_order() -> None:
@@ -81,7 +91,9 @@ async def test_grants_in_arrival_order() -> None:
 
     tasks = [asyncio.create_task(sender(i)) for i in range(10)]
     await settle()
-    fc.release()
+    for _ in range(10):
+        fc.release()
+        await settle()
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
     assert order == list(range(10))
 
@@ -167,10 +179,11 @@ async def test_cancel_before_grant_takes_nothing() -> None:
 
 
 async def test_cancel_after_grant_gives_the_slot_back() -> None:
-    fc = FlowController(1, 0)
-    await fc.acquire()
+    fc = FlowController(3, 0)
+    for _ in range(3):
+        await fc.acquire()
     tasks = await blocked_senders(fc, 3)
-    fc.release()  # all three are granted a slot (pending 3) ...
+    fc.release(3)  # all three are granted a slot (pending 3) ...
     assert fc.pending == 3
     tasks[1].cancel()  # ... and one is cancelled before it could resume
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -330,6 +343,167 @@ def test_no_lost_wakeup_model(high: int, low_fraction: float, ops: list[tuple[st
             if fc.waiting:
                 assert fc.paused
             assert not fc.paused or fc.pending > low
+        fc.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+# -- the byte budget ---------------------------------------------------------------------
+
+
+async def test_byte_budget_pauses_before_the_message_count_does() -> None:
+    fc = FlowController(1000, 10, high_bytes=100, low_bytes=40)
+    assert fc.try_acquire(60)
+    assert not fc.paused
+    assert not fc.try_acquire(41)  # 101 > 100: would not fit
+    assert fc.try_acquire(40)  # exactly the budget: taken, and now paused
+    assert (fc.pending, fc.pending_bytes, fc.paused) == (2, 100, True)
+    waiter = asyncio.create_task(fc.acquire(size=10))
+    await settle()
+    fc.release(1, 40)  # 60 bytes > low 40: still paused
+    await settle()
+    assert not waiter.done()
+    fc.release(1, 60)  # 0 bytes: the waiter is handed its slot
+    await asyncio.wait_for(waiter, TIMEOUT)
+    assert (fc.pending, fc.pending_bytes, fc.paused) == (1, 10, False)
+
+
+async def test_message_larger_than_the_budget_goes_through_alone() -> None:
+    fc = FlowController(100, 10, high_bytes=100)
+    assert fc.low_bytes == 50  # default: half
+    await fc.acquire(size=500)  # nothing pending: an oversized message is not refused
+    assert (fc.pending_bytes, fc.paused) == (500, True)
+    fc.release(1, 500)
+    assert not fc.paused
+    await fc.acquire(size=30)
+    big = asyncio.create_task(fc.acquire(size=500))  # 30 pending: must wait until 0
+    await settle()
+    assert fc.paused
+    assert fc.waiting == 1
+    small = asyncio.create_task(fc.acquire(size=1))  # no overtaking of the big waiter
+    await settle()
+    assert fc.waiting == 2
+    fc.release(1, 30)
+    await asyncio.wait_for(big, TIMEOUT)
+    assert fc.pending_bytes == 500
+    assert not small.done()
+    fc.release(1, 500)
+    await asyncio.wait_for(small, TIMEOUT)
+    assert (fc.pending, fc.pending_bytes) == (1, 1)
+
+
+async def test_timed_out_big_head_lets_the_waiters_behind_it_through() -> None:
+    fc = FlowController(100, 10, high_bytes=100, low_bytes=50)
+    await fc.acquire(size=20)
+    big = asyncio.create_task(fc.acquire(timeout=0.01, size=90))
+    await settle()
+    small = asyncio.create_task(fc.acquire(size=10))
+    await settle()
+    assert fc.waiting == 2
+    with pytest.raises(SendTimeoutError):
+        await big
+    await asyncio.wait_for(small, TIMEOUT)  # 20 + 10 fits: no release needed
+    assert (fc.pending, fc.pending_bytes, fc.waiting) == (2, 30, 0)
+
+
+def test_byte_release_validation_and_bad_byte_watermarks() -> None:
+    fc = FlowController(3, 1, high_bytes=10)
+    assert fc.try_acquire(4)
+    with pytest.raises(ValueError, match="pending bytes"):
+        fc.release(1, 5)
+    assert (fc.pending, fc.pending_bytes) == (1, 4)
+    fc.release(1, 4)
+    for kwargs in ({"high_bytes": 0}, {"high_bytes": 10, "low_bytes": 10}, {"low_bytes": 3}):
+        with pytest.raises(ValueError, match="bytes"):
+            FlowController(3, 1, **kwargs)  # type: ignore[arg-type]
+    assert "/10B" in repr(FlowController(3, 1, high_bytes=10))
+
+
+async def test_two_hundred_blocked_senders_of_one_mib_stay_within_the_byte_budget() -> None:
+    """200 senders of 1 MiB messages against a 4 MiB budget: all complete, and the queued
+    bytes never exceed the budget (the count watermarks alone would allow 1 GiB)."""
+    mib = 1024 * 1024
+    fc = FlowController(1024, 256, high_bytes=4 * mib)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    peak = 0
+    gate = asyncio.Event()
+
+    async def sender() -> None:
+        nonlocal peak
+        await fc.acquire(size=mib)
+        queue.put_nowait(mib)
+        peak = max(peak, fc.pending_bytes)
+
+    async def writer() -> None:
+        await gate.wait()
+        for _ in range(200):
+            fc.release(1, await queue.get())
+            await asyncio.sleep(0)
+
+    w = asyncio.create_task(writer())
+    senders = [asyncio.create_task(sender()) for _ in range(200)]
+    await settle()
+    assert (fc.pending_bytes, fc.waiting) == (4 * mib, 196)
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(w, *senders), TIMEOUT)
+    assert peak <= 4 * mib
+    assert (fc.pending, fc.pending_bytes, fc.waiting) == (0, 0, 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    high=st.integers(1, 8),
+    low_fraction=st.floats(0.0, 0.99),
+    high_bytes=st.integers(1, 64),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["send", "send", "release", "cancel", "step"]), st.integers(0, 100)
+        ),
+        max_size=80,
+    ),
+)
+def test_byte_budget_model(
+    high: int, low_fraction: float, high_bytes: int, ops: list[tuple[str, int]]
+) -> None:
+    """Counts and bytes always equal what the senders that got through hold; both budgets
+    hold (a message larger than the byte budget only alone); once the writer returns
+    everything, every sender has got through."""
+    low = int(low_fraction * high)
+
+    async def scenario() -> None:
+        fc = FlowController(high, low, high_bytes=high_bytes)
+        tasks: list[asyncio.Task[None]] = []
+        held: list[int] = []  # sizes held by senders whose acquire() returned
+
+        async def sender(size: int) -> None:
+            await fc.acquire(size=size)
+            held.append(size)
+
+        def release(n: int) -> None:
+            sizes = [held.pop(0) for _ in range(n)]
+            fc.release(n, sum(sizes))
+
+        for op, arg in ops:
+            if op == "send":
+                tasks.append(asyncio.create_task(sender(arg)))
+            elif op == "release" and held:
+                release(arg % len(held) + 1)
+            elif op == "cancel" and tasks:
+                tasks[arg % len(tasks)].cancel()
+            await settle()
+            assert (fc.pending, fc.pending_bytes) == (len(held), sum(held))
+            assert fc.pending <= high
+            assert fc.pending_bytes <= high_bytes or len(held) == 1
+            assert fc.waiting == sum(not t.done() for t in tasks)
+            if fc.waiting:
+                assert fc.paused
+        for _ in range(len(tasks) + 1):  # the writer drains: nobody stays blocked
+            if held:
+                release(len(held))
+            await settle()
+        assert fc.waiting == 0
+        assert all(t.done() for t in tasks)
         fc.close()
         await asyncio.gather(*tasks, return_exceptions=True)
 
