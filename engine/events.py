@@ -4,7 +4,9 @@ Three things are fanned out this way: connection events, received messages and h
 messages. Each is an :class:`EventHub`; each subscriber gets a :class:`Subscription`, an
 async iterator over its own bounded queue.
 
-Publishing is synchronous and never waits: when a subscriber's queue is full, the
+Publishing is synchronous and never waits: when a subscriber's queue is full (in items,
+or -- when the hub weighs its items, e.g. received messages by payload size -- in
+bytes), the
 **oldest** queued item is dropped to make room (a monitor wants the latest state more
 than a stale one; ``overflow=Overflow.DROP_NEWEST`` keeps the oldest instead) and the drop
 is counted on the subscription (``dropped``, ``drop_reasons``) and reported to the hub's
@@ -158,15 +160,18 @@ class Subscription(Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_bytes",
         "_closed",
         "_draining",
         "_drop_reasons",
         "_dropped",
         "_hub",
         "_match",
+        "_max_bytes",
         "_overflow",
         "_queue",
         "_waiter",
+        "_weigh",
         "buffer_size",
     )
 
@@ -176,10 +181,20 @@ class Subscription(Generic[T]):
         match: Callable[[T], bool] | None,
         buffer_size: int,
         overflow: Overflow = Overflow.DROP_OLDEST,
+        *,
+        max_bytes: int | None = None,
+        weigh: Callable[[T], int] | None = None,
     ) -> None:
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
+        if max_bytes is not None and (max_bytes < 1 or weigh is None):
+            raise ValueError(f"max_bytes must be >= 1 and come with weigh, got {max_bytes}")
         self.buffer_size = buffer_size
+        # Byte bound (optional): queued items weigh at most max_bytes, except a single
+        # item heavier than that, which is queued alone.
+        self._weigh = weigh if max_bytes is not None else None
+        self._max_bytes = max_bytes if max_bytes is not None else 0
+        self._bytes = 0
         self._hub = hub
         self._match = match
         self._overflow = overflow
@@ -208,6 +223,16 @@ class Subscription(Generic[T]):
         return len(self._queue)
 
     @property
+    def pending_bytes(self) -> int:
+        """Weight of the queued items (0 when the subscription has no byte bound)."""
+        return self._bytes
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The byte bound of the queue, or ``None``."""
+        return self._max_bytes if self._weigh is not None else None
+
+    @property
     def closed(self) -> bool:
         """True once no further item will be delivered (unsubscribed or hub closed)."""
         return self._closed or self._draining
@@ -222,7 +247,7 @@ class Subscription(Generic[T]):
             if self._closed:
                 raise StopAsyncIteration
             if self._queue:
-                return self._queue.popleft()
+                return self._pop()
             if self._draining:
                 self._closed = True
                 raise StopAsyncIteration
@@ -241,7 +266,13 @@ class Subscription(Generic[T]):
         """The next queued item, or ``None`` when the queue is empty or ended."""
         if self._closed or not self._queue:
             return None
-        return self._queue.popleft()
+        return self._pop()
+
+    def _pop(self) -> T:
+        item = self._queue.popleft()
+        if self._weigh is not None:
+            self._bytes -= self._weigh(item)
+        return item
 
     def unsubscribe(self) -> None:
         """Stop receiving: leave the hub, drop the queue, end the iteration. Idempotent."""
@@ -249,6 +280,7 @@ class Subscription(Generic[T]):
             return
         self._closed = True
         self._queue.clear()
+        self._bytes = 0
         hub, self._hub = self._hub, None
         if hub is not None:
             hub._remove(self)
@@ -278,20 +310,43 @@ class Subscription(Generic[T]):
 
     # -- hub side -----------------------------------------------------------------------
 
-    def _offer(self, item: T) -> tuple[bool, T | None]:
-        """Queue ``item`` if it matches; returns (delivered, dropped item or None)."""
+    def _offer(self, item: T) -> tuple[bool, list[T] | None]:
+        """Queue ``item`` if it matches; returns (delivered, dropped items or None)."""
         if self._closed or self._draining:
             return False, None  # e.g. unsubscribed by an on_drop callback mid-publish
         if self._match is not None and not self._match(item):
             return False, None
-        dropped: T | None = None
+        if self._weigh is not None:
+            return self._offer_weighed(item, self._weigh)
+        dropped: list[T] | None = None
         if len(self._queue) >= self.buffer_size:
             if self._overflow is Overflow.DROP_NEWEST:
                 self._count_drop(BUFFER_FULL)
-                return False, item
-            dropped = self._queue.popleft()
+                return False, [item]
+            dropped = [self._queue.popleft()]
             self._count_drop(BUFFER_FULL)
         self._queue.append(item)
+        self._wake()
+        return True, dropped
+
+    def _offer_weighed(self, item: T, weigh: Callable[[T], int]) -> tuple[bool, list[T] | None]:
+        queue = self._queue
+        size = weigh(item)
+        dropped: list[T] | None = None
+        if len(queue) >= self.buffer_size or self._bytes + size > self._max_bytes:
+            if self._overflow is Overflow.DROP_NEWEST and queue:
+                self._count_drop(BUFFER_FULL)
+                return False, [item]
+            dropped = []
+            while queue and (
+                len(queue) >= self.buffer_size or self._bytes + size > self._max_bytes
+            ):
+                old = queue.popleft()
+                self._bytes -= weigh(old)
+                self._count_drop(BUFFER_FULL)
+                dropped.append(old)
+        queue.append(item)
+        self._bytes += size
         self._wake()
         return True, dropped
 
@@ -329,9 +384,12 @@ class EventHub(Generic[T]):
         overflow: what a full queue drops (default: the oldest item).
         on_drop: called as ``on_drop(subscription, item, reason)`` for every dropped
             item (metrics, stats, debug logging); must not raise.
+        weigh: the weight of an item (e.g. its payload size); with ``max_bytes``,
+            subscription queues are bounded by total weight too.
+        max_bytes: default byte bound of a subscription (needs ``weigh``).
 
     Raises:
-        ValueError: ``buffer_size`` < 1.
+        ValueError: ``buffer_size`` < 1, or ``max_bytes`` < 1 or without ``weigh``.
     """
 
     def __init__(
@@ -340,9 +398,15 @@ class EventHub(Generic[T]):
         *,
         overflow: Overflow = Overflow.DROP_OLDEST,
         on_drop: Callable[[Subscription[T], T, str], None] | None = None,
+        weigh: Callable[[T], int] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
+        if max_bytes is not None and (max_bytes < 1 or weigh is None):
+            raise ValueError(f"max_bytes must be >= 1 and come with weigh, got {max_bytes}")
+        self.weigh = weigh
+        self.max_bytes = max_bytes
         self.buffer_size = buffer_size
         self.overflow = overflow
         self.on_drop = on_drop
@@ -393,15 +457,30 @@ class EventHub(Generic[T]):
         return self.subscribe_where(None if filter is None else filter.matches, buffer_size)
 
     def subscribe_where(
-        self, predicate: Callable[[T], bool] | None = None, buffer_size: int | None = None
+        self,
+        predicate: Callable[[T], bool] | None = None,
+        buffer_size: int | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> Subscription[T]:
         """Like :meth:`subscribe` with a plain predicate function.
 
+        Args:
+            predicate: which items to queue (``None``: all).
+            buffer_size: queue size in items (default: the hub's).
+            max_bytes: queue bound in weight (default: the hub's; needs the hub's
+                ``weigh``).
+
         Raises:
-            ValueError: ``buffer_size`` < 1.
+            ValueError: ``buffer_size`` < 1, or a bad ``max_bytes``.
         """
         sub = Subscription(
-            self, predicate, self.buffer_size if buffer_size is None else buffer_size, self.overflow
+            self,
+            predicate,
+            self.buffer_size if buffer_size is None else buffer_size,
+            self.overflow,
+            max_bytes=self.max_bytes if max_bytes is None else max_bytes,
+            weigh=self.weigh,
         )
         if self._closed:
             sub._end()
@@ -424,10 +503,11 @@ class EventHub(Generic[T]):
             queued, dropped = sub._offer(item)
             if queued:
                 delivered += 1
-            if dropped is not None:
-                self._dropped += 1
+            if dropped:
+                self._dropped += len(dropped)
                 if self.on_drop is not None:
-                    self.on_drop(sub, dropped, BUFFER_FULL)
+                    for old in dropped:
+                        self.on_drop(sub, old, BUFFER_FULL)
         return delivered
 
     def close(self) -> None:
