@@ -23,7 +23,7 @@ import collections
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from engine.crypto.identity import PeerId
 from engine.errors import (
@@ -51,9 +51,13 @@ __all__ = [
     "BanRecord",
     "HotUpdate",
     "MemoryRepository",
+    "PeerChange",
     "PeerRecord",
     "Repository",
+    "check_audit_cursor",
+    "check_audit_entry",
     "check_page",
+    "check_peer_change",
 ]
 
 DEFAULT_MAX_METADATA_SIZE = 4096
@@ -176,6 +180,106 @@ def check_page(offset: int, limit: int) -> None:
         raise InvalidInputError("offset must be a non-negative integer")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_PAGE_SIZE:
         raise InvalidInputError(f"limit must be an integer in 1..{MAX_PAGE_SIZE}")
+
+
+def check_audit_cursor(since_id: int, limit: int) -> None:
+    """Check the arguments of :meth:`Repository.list_audit`.
+
+    Raises:
+        InvalidInputError: ``limit`` outside ``1..MAX_PAGE_SIZE`` or ``since_id < 0``.
+    """
+    check_page(0, limit)
+    if isinstance(since_id, bool) or not isinstance(since_id, int) or since_id < 0:
+        raise InvalidInputError("since_id must be a non-negative integer")
+
+
+def check_audit_entry(
+    kind: str, peer_id: str | None, detail: Mapping[str, Any] | None
+) -> tuple[str, str | None, dict[str, Any]]:
+    """Check the arguments of :meth:`Repository.audit`.
+
+    Returns:
+        ``(kind, peer id text cut to 128 characters or None, JSON-clean detail)``.
+
+    Raises:
+        InvalidInputError: empty kind, or detail not JSON-serialisable / too large.
+    """
+    clean_kind = check_audit_kind(kind)
+    clean_detail = check_audit_detail(detail)
+    peer_text = None if peer_id is None else str(peer_id)[:128]
+    return clean_kind, peer_text, clean_detail
+
+
+@dataclass(frozen=True, slots=True)
+class PeerChange:
+    """Validated input of ``add_peer`` / ``upsert_peer`` / ``update_peer``.
+
+    Attributes:
+        peer_id: the peer.
+        addrs: canonical multiaddr texts, or ``None`` for unchanged (``update_peer`` only).
+        public_key: the raw 32-byte key, or ``None`` for unchanged / unknown.
+        metadata: the metadata, or ``None`` for unchanged / empty.
+    """
+
+    peer_id: PeerId
+    addrs: tuple[str, ...] | None
+    public_key: bytes | None
+    metadata: dict[str, str] | None
+
+    def new_record(self, now: float) -> PeerRecord:
+        """The record of a peer this change adds to the address book at ``now``."""
+        return PeerRecord(
+            self.peer_id, self.addrs or (), self.public_key, self.metadata or {},
+            None, None, 0, now, now,
+        )  # fmt: skip
+
+    def apply(self, old: PeerRecord, now: float) -> PeerRecord:
+        """``old`` with the given fields replaced and ``updated_at = now``."""
+        return replace(
+            old,
+            addrs=self.addrs if self.addrs is not None else old.addrs,
+            public_key=self.public_key if self.public_key is not None else old.public_key,
+            metadata=self.metadata if self.metadata is not None else old.metadata,
+            updated_at=now,
+        )
+
+
+def check_peer_change(
+    peer_id: PeerId | str,
+    addrs: Iterable[str] | None,
+    public_key: bytes | None,
+    metadata: Mapping[str, str] | None,
+    *,
+    max_metadata_size: int,
+    addrs_optional: bool = False,
+) -> PeerChange:
+    """Validate the input of a peer write, in the order peer id, addrs, key, metadata.
+
+    Args:
+        peer_id: the peer.
+        addrs: multiaddr texts; ``None`` means unchanged only when ``addrs_optional``.
+        public_key: raw or protobuf Ed25519 key of ``peer_id``, or ``None``.
+        metadata: string metadata, or ``None``.
+        max_metadata_size: metadata limit in bytes.
+        addrs_optional: ``update_peer``: ``None`` addrs keep the stored ones (otherwise
+            addrs are required and ``None`` is refused like any non-list).
+
+    Returns:
+        The normalised change.
+
+    Raises:
+        InvalidPeerIdError, InvalidMultiaddrError, InvalidPublicKeyError,
+        MetadataTooLargeError, InvalidInputError: bad input.
+    """
+    pid = check_peer_id(peer_id)
+    if addrs is None and addrs_optional:
+        clean_addrs = None
+    else:
+        # A None that is not optional is refused by check_multiaddrs like any non-list.
+        clean_addrs = check_multiaddrs(cast("Iterable[str]", addrs), pid)
+    key = check_public_key(public_key, pid)
+    meta = None if metadata is None else check_metadata(metadata, max_metadata_size)
+    return PeerChange(pid, clean_addrs, key, meta)
 
 
 @runtime_checkable
@@ -369,15 +473,13 @@ class MemoryRepository:
         metadata: Mapping[str, str] | None = None,
     ) -> PeerRecord:
         """See :meth:`Repository.add_peer`."""
-        pid = check_peer_id(peer_id)
-        clean_addrs = check_multiaddrs(addrs, pid)
-        key = check_public_key(public_key, pid)
-        meta = check_metadata(metadata, self._max_metadata_size)
-        if pid in self._peers:
-            raise PeerExistsError(f"peer {pid} is already in the address book")
-        now = self._clock()
-        record = PeerRecord(pid, clean_addrs, key, meta, None, None, 0, now, now)
-        self._peers[pid] = record
+        change = check_peer_change(
+            peer_id, addrs, public_key, metadata, max_metadata_size=self._max_metadata_size
+        )
+        if change.peer_id in self._peers:
+            raise PeerExistsError(f"peer {change.peer_id} is already in the address book")
+        record = change.new_record(self._clock())
+        self._peers[change.peer_id] = record
         return self._view(record)
 
     async def upsert_peer(
@@ -389,23 +491,13 @@ class MemoryRepository:
         metadata: Mapping[str, str] | None = None,
     ) -> PeerRecord:
         """See :meth:`Repository.upsert_peer`."""
-        pid = check_peer_id(peer_id)
-        clean_addrs = check_multiaddrs(addrs, pid)
-        key = check_public_key(public_key, pid)
-        meta = None if metadata is None else check_metadata(metadata, self._max_metadata_size)
+        change = check_peer_change(
+            peer_id, addrs, public_key, metadata, max_metadata_size=self._max_metadata_size
+        )
         now = self._clock()
-        old = self._peers.get(pid)
-        if old is None:
-            record = PeerRecord(pid, clean_addrs, key, meta or {}, None, None, 0, now, now)
-        else:
-            record = replace(
-                old,
-                addrs=clean_addrs,
-                public_key=key if key is not None else old.public_key,
-                metadata=meta if meta is not None else old.metadata,
-                updated_at=now,
-            )
-        self._peers[pid] = record
+        old = self._peers.get(change.peer_id)
+        record = change.new_record(now) if old is None else change.apply(old, now)
+        self._peers[change.peer_id] = record
         return self._view(record)
 
     async def update_peer(
@@ -417,21 +509,19 @@ class MemoryRepository:
         metadata: Mapping[str, str] | None = None,
     ) -> PeerRecord:
         """See :meth:`Repository.update_peer`."""
-        pid = check_peer_id(peer_id)
-        clean_addrs = None if addrs is None else check_multiaddrs(addrs, pid)
-        key = check_public_key(public_key, pid)
-        meta = None if metadata is None else check_metadata(metadata, self._max_metadata_size)
-        old = self._peers.get(pid)
-        if old is None:
-            raise PeerNotFoundError(f"peer {pid} is not in the address book")
-        record = replace(
-            old,
-            addrs=clean_addrs if clean_addrs is not None else old.addrs,
-            public_key=key if key is not None else old.public_key,
-            metadata=meta if meta is not None else old.metadata,
-            updated_at=self._clock(),
+        change = check_peer_change(
+            peer_id,
+            addrs,
+            public_key,
+            metadata,
+            max_metadata_size=self._max_metadata_size,
+            addrs_optional=True,
         )
-        self._peers[pid] = record
+        old = self._peers.get(change.peer_id)
+        if old is None:
+            raise PeerNotFoundError(f"peer {change.peer_id} is not in the address book")
+        record = change.apply(old, self._clock())
+        self._peers[change.peer_id] = record
         return self._view(record)
 
     async def remove_peer(self, peer_id: PeerId | str) -> None:
@@ -503,9 +593,7 @@ class MemoryRepository:
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         """See :meth:`Repository.audit`."""
-        clean_kind = check_audit_kind(kind)
-        clean_detail = check_audit_detail(detail)
-        peer_text = None if peer_id is None else str(peer_id)[:128]
+        clean_kind, peer_text, clean_detail = check_audit_entry(kind, peer_id, detail)
         self._audit_id += 1
         self._audit.append(
             AuditEntry(self._audit_id, self._clock(), clean_kind, peer_text, clean_detail)
@@ -513,9 +601,7 @@ class MemoryRepository:
 
     async def list_audit(self, *, since_id: int = 0, limit: int = 100) -> list[AuditEntry]:
         """See :meth:`Repository.list_audit`."""
-        check_page(0, limit)
-        if isinstance(since_id, bool) or not isinstance(since_id, int) or since_id < 0:
-            raise InvalidInputError("since_id must be a non-negative integer")
+        check_audit_cursor(since_id, limit)
         out: list[AuditEntry] = []
         for entry in self._audit:
             if entry.id > since_id:

@@ -45,23 +45,22 @@ from engine.errors import (
     StorageError,
 )
 from engine.peer_validation import (
-    check_audit_detail,
-    check_audit_kind,
     check_ban_reason,
     check_ban_target,
     check_expires_at,
-    check_metadata,
-    check_multiaddrs,
     check_peer_id,
-    check_public_key,
 )
 from engine.repository import (
     DEFAULT_MAX_METADATA_SIZE,
     AuditEntry,
     BanRecord,
     HotUpdate,
+    PeerChange,
     PeerRecord,
+    check_audit_cursor,
+    check_audit_entry,
     check_page,
+    check_peer_change,
 )
 from models.database import create_engine, read_connection, write_transaction
 from models.flusher import PeriodicFlusher
@@ -330,33 +329,19 @@ class SqlRepository:
         metadata: Mapping[str, str] | None = None,
     ) -> PeerRecord:
         """See :meth:`engine.repository.Repository.add_peer`."""
-        pid = check_peer_id(peer_id)
-        clean_addrs = check_multiaddrs(addrs, pid)
-        key = check_public_key(public_key, pid)
-        meta = check_metadata(metadata, self._max_metadata_size)
-        text = pid.to_string()
-        now = self._clock()
+        change = check_peer_change(
+            peer_id, addrs, public_key, metadata, max_metadata_size=self._max_metadata_size
+        )
+        text = change.peer_id.to_string()
+        record = change.new_record(self._clock())
         try:
             async with self._write() as conn:
                 if await self._peer_exists(conn, text):
                     raise PeerExistsError(f"peer {text} is already in the address book")
-                await conn.execute(
-                    insert(_peers).values(
-                        local_peer_id=self._local,
-                        peer_id=text,
-                        public_key=key,
-                        metadata=meta,
-                        first_seen=None,
-                        last_seen=None,
-                        connect_count=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                await self._insert_addrs(conn, text, clean_addrs)
+                await self._insert_peer(conn, record)
+                await self._insert_addrs(conn, text, record.addrs)
         except IntegrityError as exc:  # a concurrent writer added it first (PostgreSQL)
             raise PeerExistsError(f"peer {text} is already in the address book") from exc
-        record = PeerRecord(pid, clean_addrs, key, meta, None, None, 0, now, now)
         return self._with_hot(record)
 
     async def upsert_peer(
@@ -368,61 +353,30 @@ class SqlRepository:
         metadata: Mapping[str, str] | None = None,
     ) -> PeerRecord:
         """See :meth:`engine.repository.Repository.upsert_peer`."""
-        pid = check_peer_id(peer_id)
-        clean_addrs = check_multiaddrs(addrs, pid)
-        key = check_public_key(public_key, pid)
-        meta = None if metadata is None else check_metadata(metadata, self._max_metadata_size)
-        text = pid.to_string()
+        change = check_peer_change(
+            peer_id, addrs, public_key, metadata, max_metadata_size=self._max_metadata_size
+        )
         for attempt in range(2):
             try:
-                return await self._upsert_once(pid, clean_addrs, key, meta)
+                return await self._upsert_once(change)
             except IntegrityError as exc:  # lost an insert race; the row exists now
                 if attempt:
-                    raise StorageError(f"could not upsert peer {text}") from exc
+                    raise StorageError(f"could not upsert peer {change.peer_id}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _upsert_once(
-        self,
-        pid: PeerId,
-        clean_addrs: tuple[str, ...],
-        key: bytes | None,
-        meta: dict[str, str] | None,
-    ) -> PeerRecord:
-        text = pid.to_string()
+    async def _upsert_once(self, change: PeerChange) -> PeerRecord:
+        text = change.peer_id.to_string()
         now = self._clock()
         async with self._write() as conn:
             row = await self._select_peer(conn, text)
             if row is None:
-                await conn.execute(
-                    insert(_peers).values(
-                        local_peer_id=self._local,
-                        peer_id=text,
-                        public_key=key,
-                        metadata=meta or {},
-                        first_seen=None,
-                        last_seen=None,
-                        connect_count=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                record = PeerRecord(pid, clean_addrs, key, meta or {}, None, None, 0, now, now)
+                record = change.new_record(now)
+                await self._insert_peer(conn, record)
             else:
-                old = _peer_record(row, ())
-                record = PeerRecord(
-                    pid,
-                    clean_addrs,
-                    key if key is not None else old.public_key,
-                    meta if meta is not None else old.metadata,
-                    old.first_seen,
-                    old.last_seen,
-                    old.connect_count,
-                    old.created_at,
-                    now,
-                )
+                record = change.apply(_peer_record(row, ()), now)
                 await self._update_critical(conn, record)
                 await conn.execute(delete(_addrs).where(*self._addr_scope(text)))
-            await self._insert_addrs(conn, text, clean_addrs)
+            await self._insert_addrs(conn, text, record.addrs)
         return self._with_hot(record)
 
     async def update_peer(
@@ -434,34 +388,28 @@ class SqlRepository:
         metadata: Mapping[str, str] | None = None,
     ) -> PeerRecord:
         """See :meth:`engine.repository.Repository.update_peer`."""
-        pid = check_peer_id(peer_id)
-        clean_addrs = None if addrs is None else check_multiaddrs(addrs, pid)
-        key = check_public_key(public_key, pid)
-        meta = None if metadata is None else check_metadata(metadata, self._max_metadata_size)
-        text = pid.to_string()
+        change = check_peer_change(
+            peer_id,
+            addrs,
+            public_key,
+            metadata,
+            max_metadata_size=self._max_metadata_size,
+            addrs_optional=True,
+        )
+        text = change.peer_id.to_string()
         now = self._clock()
         async with self._write() as conn:
             row = await self._select_peer(conn, text)
             if row is None:
                 raise PeerNotFoundError(f"peer {text} is not in the address book")
-            if clean_addrs is None:
+            if change.addrs is None:
                 current = await self._select_addrs(conn, [text])
-                clean_addrs = tuple(current.get(text, ()))
+                stored_addrs = tuple(current.get(text, ()))
             else:
                 await conn.execute(delete(_addrs).where(*self._addr_scope(text)))
-                await self._insert_addrs(conn, text, clean_addrs)
-            old = _peer_record(row, clean_addrs)
-            record = PeerRecord(
-                pid,
-                clean_addrs,
-                key if key is not None else old.public_key,
-                meta if meta is not None else old.metadata,
-                old.first_seen,
-                old.last_seen,
-                old.connect_count,
-                old.created_at,
-                now,
-            )
+                await self._insert_addrs(conn, text, change.addrs)
+                stored_addrs = ()  # replaced by the change
+            record = change.apply(_peer_record(row, stored_addrs), now)
             await self._update_critical(conn, record)
         return self._with_hot(record)
 
@@ -559,6 +507,21 @@ class SqlRepository:
                 ],
             )
 
+    async def _insert_peer(self, conn: AsyncConnection, record: PeerRecord) -> None:
+        await conn.execute(
+            insert(_peers).values(
+                local_peer_id=self._local,
+                peer_id=record.peer_id.to_string(),
+                public_key=record.public_key,
+                metadata=dict(record.metadata),
+                first_seen=record.first_seen,
+                last_seen=record.last_seen,
+                connect_count=record.connect_count,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+            )
+        )
+
     async def _update_critical(self, conn: AsyncConnection, record: PeerRecord) -> None:
         await conn.execute(
             update(_peers)
@@ -655,9 +618,7 @@ class SqlRepository:
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         """See :meth:`engine.repository.Repository.audit`."""
-        clean_kind = check_audit_kind(kind)
-        clean_detail = check_audit_detail(detail)
-        peer_text = None if peer_id is None else str(peer_id)[:128]
+        clean_kind, peer_text, clean_detail = check_audit_entry(kind, peer_id, detail)
         async with self._write() as conn:
             await conn.execute(
                 insert(_audit).values(
@@ -671,9 +632,7 @@ class SqlRepository:
 
     async def list_audit(self, *, since_id: int = 0, limit: int = 100) -> list[AuditEntry]:
         """See :meth:`engine.repository.Repository.list_audit`."""
-        check_page(0, limit)
-        if isinstance(since_id, bool) or not isinstance(since_id, int) or since_id < 0:
-            raise InvalidInputError("since_id must be a non-negative integer")
+        check_audit_cursor(since_id, limit)
         async with self._read() as conn:
             rows = (
                 await conn.execute(
