@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parent.parent / "integration"))
@@ -32,7 +32,7 @@ if not HAS_TCP_HOST:  # pragma: no cover - only while the real host is not there
     pytest.skip("engine.net.host is not available", allow_module_level=True)
 
 #: Short keep-alive so a partition is noticed in about a second.
-KEEPALIVE = {"keepalive_interval": 0.2, "keepalive_timeout": 1.0}
+KEEPALIVE: dict[str, Any] = {"keepalive_interval": 0.2, "keepalive_timeout": 1.0}
 
 
 async def settle_tasks(baseline: int, rounds: int = 300) -> int:
@@ -54,7 +54,8 @@ class Harness:
         self._closers: list[Inbox | EventLog] = []
 
     async def node(self, **kw: Any) -> Node:
-        return await self.cluster.node(**kw)
+        node: Node = await self.cluster.node(**kw)
+        return node
 
     async def stream_faulty_node(self, **kw: Any) -> tuple[Node, FaultyStreamHost]:
         """A started node whose Glueberry stream writes go through a fault core."""
@@ -64,7 +65,7 @@ class Harness:
         identity = Identity.generate()
         config = self.cluster.config(**kw)
         host = FaultyStreamHost(Host(identity, config))
-        node = Node(config, identity=identity, host=host)  # type: ignore[arg-type]
+        node = Node(config, identity=identity, host=host)
         self.cluster.nodes.append(node)
         await node.start()
         return node, host
@@ -77,11 +78,20 @@ class Harness:
         self.proxies.append(proxy)
         return proxy
 
-    async def pair(self, *, seed: int = 0, connect_timeout: float = 10.0, **kw: Any) -> Pair:
+    async def pair(
+        self,
+        *,
+        seed: int = 0,
+        connect_timeout: float = 10.0,
+        latency: tuple[float, float] | None = None,
+        **kw: Any,
+    ) -> Pair:
         """``a`` -> proxy -> ``b``, connected and established on both sides."""
         b = await self.node(**kw)
         a = await self.node(**kw)
         proxy = await self.proxy_to(b, seed=seed)
+        if latency is not None:
+            proxy.faults.set_latency(*latency)
         await a.add_peer(b.peer_id, [str(proxy.multiaddr(b.peer_id))])
         pair = Pair(a, b, proxy)
         waiting = asyncio.ensure_future(pair.established(connect_timeout))
