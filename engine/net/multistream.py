@@ -125,32 +125,17 @@ class _Phase(enum.Enum):
     FAILED = "failed"
 
 
-class MultistreamDialer:
-    """The dialer (initiator) side of multistream-select; no I/O.
+class _Negotiation:
+    """What both sides share: the line buffer, the header, the outcome and leftover.
 
-    Args:
-        protocols: protocol ids to propose, in order of preference (at least one).
-        max_line_length: longest line accepted from the listener.
-
-    Raises:
-        NegotiationError: (from :meth:`receive_data`) the listener refused every
-            protocol, sent a bad header, an unexpected answer or a malformed line.
+    A side sends what it queued in ``_out``, checks the peer's header, then hands every
+    further line to :meth:`_protocol_line` until it calls :meth:`_agree`.
     """
 
-    def __init__(
-        self, protocols: Sequence[str], *, max_line_length: int = DEFAULT_MAX_LINE_LENGTH
-    ) -> None:
-        if not protocols:
-            raise ValueError("at least one protocol must be proposed")
-        for proto in protocols:
-            if not proto or "\n" in proto or len(proto.encode()) > max_line_length:
-                raise ValueError(f"invalid protocol id {proto[:64]!r}")
-        self._protocols = list(protocols)
-        self._index = 0
+    def __init__(self, max_line_length: int) -> None:
         self._lines = _LineBuffer(max_line_length)
         self._phase = _Phase.HEADER
-        self._out = bytearray(encode_line(MULTISTREAM_PROTOCOL_ID))
-        self._out += encode_line(self._protocols[0])
+        self._out = bytearray()
         self.protocol: str | None = None
         self.leftover = b""
 
@@ -160,16 +145,16 @@ class MultistreamDialer:
         return self._phase is _Phase.DONE
 
     def data_to_send(self) -> bytes:
-        """Bytes to write to the listener now (possibly empty)."""
+        """Bytes to write to the peer now (possibly empty)."""
         out = bytes(self._out)
         self._out.clear()
         return out
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the listener.
+        """Feed bytes received from the peer.
 
         Raises:
-            NegotiationError: see the class docstring. The dialer is then failed.
+            NegotiationError: see the class docstring. The negotiation is then failed.
         """
         if self._phase is _Phase.FAILED:
             raise NegotiationError("multistream negotiation already failed")
@@ -191,26 +176,66 @@ class MultistreamDialer:
             if self._phase is _Phase.HEADER:
                 if line != MULTISTREAM_PROTOCOL_ID:
                     raise NegotiationError(f"unexpected multistream header {line[:64]!r}")
+                self._header_received()
                 self._phase = _Phase.PROTOCOL
                 continue
-            proposed = self._protocols[self._index]
-            if line == proposed:
-                self.protocol = proposed
-                self._phase = _Phase.DONE
-                self.leftover = self._lines.take_rest()
-                return
-            if line != NA:
-                raise NegotiationError(f"unexpected multistream answer {line[:64]!r}")
-            self._index += 1
-            if self._index >= len(self._protocols):
-                raise NegotiationError(
-                    "peer supports none of the proposed protocols",
-                    details={"proposed": list(self._protocols[:16])},
-                )
-            self._out += encode_line(self._protocols[self._index])
+            self._protocol_line(line)
+
+    def _agree(self, protocol: str) -> None:
+        self.protocol = protocol
+        self._phase = _Phase.DONE
+        self.leftover = self._lines.take_rest()
+
+    def _header_received(self) -> None:
+        """The peer's header arrived (before the first protocol line)."""
+
+    def _protocol_line(self, line: str) -> None:
+        raise NotImplementedError
 
 
-class MultistreamListener:
+class MultistreamDialer(_Negotiation):
+    """The dialer (initiator) side of multistream-select; no I/O.
+
+    Args:
+        protocols: protocol ids to propose, in order of preference (at least one).
+        max_line_length: longest line accepted from the listener.
+
+    Raises:
+        NegotiationError: (from :meth:`receive_data`) the listener refused every
+            protocol, sent a bad header, an unexpected answer or a malformed line.
+    """
+
+    def __init__(
+        self, protocols: Sequence[str], *, max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+    ) -> None:
+        if not protocols:
+            raise ValueError("at least one protocol must be proposed")
+        for proto in protocols:
+            if not proto or "\n" in proto or len(proto.encode()) > max_line_length:
+                raise ValueError(f"invalid protocol id {proto[:64]!r}")
+        super().__init__(max_line_length)
+        self._protocols = list(protocols)
+        self._index = 0
+        self._out += encode_line(MULTISTREAM_PROTOCOL_ID)
+        self._out += encode_line(self._protocols[0])
+
+    def _protocol_line(self, line: str) -> None:
+        proposed = self._protocols[self._index]
+        if line == proposed:
+            self._agree(proposed)
+            return
+        if line != NA:
+            raise NegotiationError(f"unexpected multistream answer {line[:64]!r}")
+        self._index += 1
+        if self._index >= len(self._protocols):
+            raise NegotiationError(
+                "peer supports none of the proposed protocols",
+                details={"proposed": list(self._protocols[:16])},
+            )
+        self._out += encode_line(self._protocols[self._index])
+
+
+class MultistreamListener(_Negotiation):
     """The listener (responder) side of multistream-select; no I/O.
 
     Args:
@@ -231,71 +256,29 @@ class MultistreamListener:
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         max_proposals: int = DEFAULT_MAX_PROPOSALS,
     ) -> None:
+        super().__init__(max_line_length)
         self._supported = supported
-        self._lines = _LineBuffer(max_line_length)
-        self._phase = _Phase.HEADER
-        self._out = bytearray()
         self._refused = 0
         self._max_proposals = max_proposals
-        self.protocol: str | None = None
-        self.leftover = b""
 
-    @property
-    def done(self) -> bool:
-        """Whether a protocol was agreed on (``protocol`` and ``leftover`` are set)."""
-        return self._phase is _Phase.DONE
+    def _header_received(self) -> None:
+        self._out += encode_line(MULTISTREAM_PROTOCOL_ID)
 
-    def data_to_send(self) -> bytes:
-        """Bytes to write to the dialer now (possibly empty)."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the dialer.
-
-        Raises:
-            NegotiationError: see the class docstring. The listener is then failed.
-        """
-        if self._phase is _Phase.FAILED:
-            raise NegotiationError("multistream negotiation already failed")
-        if self._phase is _Phase.DONE:
-            self.leftover += data
+    def _protocol_line(self, line: str) -> None:
+        if line != NA and line != LS and line in self._supported:
+            self._out += encode_line(line)
+            self._agree(line)
             return
-        self._lines.feed(data)
-        try:
-            self._process()
-        except NegotiationError:
-            self._phase = _Phase.FAILED
-            raise
-
-    def _process(self) -> None:
-        while self._phase is not _Phase.DONE:
-            line = self._lines.next_line()
-            if line is None:
-                return
-            if self._phase is _Phase.HEADER:
-                if line != MULTISTREAM_PROTOCOL_ID:
-                    raise NegotiationError(f"unexpected multistream header {line[:64]!r}")
-                self._out += encode_line(MULTISTREAM_PROTOCOL_ID)
-                self._phase = _Phase.PROTOCOL
-                continue
-            if line != NA and line != LS and line in self._supported:
-                self._out += encode_line(line)
-                self.protocol = line
-                self._phase = _Phase.DONE
-                self.leftover = self._lines.take_rest()
-                return
-            self._refused += 1
-            if self._refused > self._max_proposals:
-                raise NegotiationError(
-                    "too many refused multistream proposals",
-                    details={"limit": self._max_proposals},
-                )
-            if line == LS:
-                self._out += self._ls_answer()
-            else:
-                self._out += encode_line(NA)
+        self._refused += 1
+        if self._refused > self._max_proposals:
+            raise NegotiationError(
+                "too many refused multistream proposals",
+                details={"limit": self._max_proposals},
+            )
+        if line == LS:
+            self._out += self._ls_answer()
+        else:
+            self._out += encode_line(NA)
 
     def _ls_answer(self) -> bytes:
         # As go-multistream: one message whose body is the concatenation of the protocol
