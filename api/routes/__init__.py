@@ -11,6 +11,7 @@ from api.routes import (
     peers,
     stats,
     tickets,
+    ui,
     ws_events,
     ws_handshake,
     ws_messages,
@@ -32,6 +33,7 @@ ROUTERS = (
     ws_messages.router,
     ws_events.router,
     ws_handshake.router,
+    ui.router,
 )
 
 __all__ = ["ROUTERS"]
