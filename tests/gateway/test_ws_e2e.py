@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -79,6 +80,14 @@ def small_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side,
         GLUEBERRY_MESSAGE_BUFFER_SIZE="16",
         GLUEBERRY_WS_MAX_DROPPED="8",
         GLUEBERRY_EVENT_RETENTION="8",
+    )
+
+
+@pytest.fixture(scope="module")
+def flow_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side]]:
+    """Engine flow control blocking senders at 8 pending messages per stream."""
+    yield from _start_pair(
+        tmp_path_factory, "ws-flow", GLUEBERRY_HIGH_WATERMARK="8", GLUEBERRY_LOW_WATERMARK="2"
     )
 
 
@@ -373,3 +382,53 @@ async def test_shutdown_with_open_channels_is_prompt(
             assert (await ws.closed())[0] in (1001, 1012)
     finally:
         side.proc.stop()
+
+
+async def test_engine_backpressure_reaches_the_websocket_client(
+    flow_pair: tuple[Side, Side], recorder: Recorder
+) -> None:
+    """Node B frozen (SIGSTOP): A's engine blocks, A's gateway stops reading the client's
+    socket, and the client's own sends stall; nothing is lost once B resumes."""
+    a, b = flow_pair
+    await _connect(a, b)
+    total, size = 400, 32 * 1024  # 12.5 MiB: far more than the buffers on the way
+    assert b.proc.proc is not None
+    pid = b.proc.proc.pid
+    async with (
+        ws_connect(b.stream_url(a.peer_id), "stream", recorder, key=b.key) as rx,
+        ws_connect(a.stream_url(b.peer_id), "stream", recorder, key=a.key) as tx,
+    ):
+        await rx.recv_json()
+        await tx.recv_json()
+        acked = 0
+
+        async def send_all() -> None:
+            for i in range(total):
+                await tx.send(i.to_bytes(4, "big") + os.urandom(size - 4))
+
+        async def count_acks() -> None:
+            nonlocal acked
+            while acked < total:
+                frame = await tx.recv_json(timeout=60)
+                assert frame == {"type": "ack", "seq": acked + 1}, frame
+                acked += 1
+
+        async def receive_all() -> None:
+            for i in range(total):
+                frame = await rx.recv(timeout=60)
+                assert isinstance(frame, bytes), frame  # no lag/dropped: B's client keeps up
+                assert frame[:4] == i.to_bytes(4, "big")
+
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            sender = asyncio.ensure_future(send_all())
+            acks = asyncio.ensure_future(count_acks())
+            receiver = asyncio.ensure_future(receive_all())
+            done, _ = await asyncio.wait([sender], timeout=3)
+            assert not done, "the client pushed everything although node B was frozen"
+            assert acked < total
+            async with a.http() as http:  # A's gateway itself is not blocked
+                assert (await http.get("/v1/node")).status_code == 200
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await asyncio.wait_for(asyncio.gather(sender, acks, receiver), 60)
