@@ -75,3 +75,25 @@ async def test_fan_in_refusals(
         ):
             pass
     assert info.value.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "pair", [{"ws_origins": ["https://app.example"], "connect": False}], indirect=True
+)
+async def test_origin_allow_list(
+    pair: tuple[LiveGateway, LiveGateway], api_keys: ApiKeyRepository, recorder: Recorder
+) -> None:
+    a, _ = pair
+    key = (await api_keys.create("m", ["monitor"])).token
+    url = f"{a.ws}/v1/messages"
+    async with ws_connect(
+        url, "messages", recorder, key=key, headers={"Origin": "https://app.example"}
+    ) as ws:
+        assert (await ws.recv_json())["type"] == "ready"
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with ws_connect(
+            url, "messages", recorder, key=key, headers={"Origin": "https://other.example"}
+        ):
+            pass
+    assert info.value.response.status_code == 403
+    assert b"origin_not_allowed" in info.value.response.body
