@@ -309,17 +309,7 @@ async def dial_select(
         NegotiationError: refused, malformed, or the stream ended during negotiation.
     """
     dialer = MultistreamDialer(protocols, max_line_length=max_line_length)
-    await write(dialer.data_to_send())
-    while not dialer.done:
-        data = await read()
-        if not data:
-            raise NegotiationError("stream ended during multistream negotiation")
-        dialer.receive_data(data)
-        out = dialer.data_to_send()
-        if out:
-            await write(out)
-    assert dialer.protocol is not None
-    return dialer.protocol, dialer.leftover
+    return await _drive(dialer, read, write, b"")
 
 
 async def listen_select(
@@ -346,16 +336,25 @@ async def listen_select(
         NegotiationError: malformed input, too many refusals, or the stream ended.
     """
     listener = MultistreamListener(supported, max_line_length=max_line_length)
-    data = initial
+    return await _drive(listener, read, write, initial)
+
+
+async def _drive(
+    negotiation: _Negotiation, read: ReadFn, write: WriteFn, data: bytes
+) -> tuple[str, bytes]:
+    """Run one side over an async byte stream, starting with ``data`` already received."""
+    out = negotiation.data_to_send()
+    if out:
+        await write(out)
     while True:
         if data:
-            listener.receive_data(data)
-            out = listener.data_to_send()
+            negotiation.receive_data(data)
+            out = negotiation.data_to_send()
             if out:
                 await write(out)
-            if listener.done:
-                assert listener.protocol is not None
-                return listener.protocol, listener.leftover
+        if negotiation.done:
+            assert negotiation.protocol is not None
+            return negotiation.protocol, negotiation.leftover
         data = await read()
         if not data:
             raise NegotiationError("stream ended during multistream negotiation")
