@@ -29,8 +29,7 @@ def register(subparsers: Any) -> None:
     upgrade.add_argument("revision", nargs="?", default="head", help="target (default: head)")
     current = actions.add_parser("current", help="print the revision the database is at")
     for sub in (upgrade, current):
-        sub.add_argument("--database-url", help="database URL (GLUEBERRY_DATABASE_URL)")
-        sub.add_argument("--data-dir", help="data directory (GLUEBERRY_DATA_DIR)")
+        add_database_options(sub)
     upgrade.set_defaults(func=run_upgrade)
     current.set_defaults(func=run_current)
     parser.set_defaults(func=lambda _args: _usage(parser))
@@ -39,6 +38,12 @@ def register(subparsers: Any) -> None:
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
+
+
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--database-url`` and ``--data-dir``, read by :func:`database_settings`."""
+    parser.add_argument("--database-url", help="database URL (GLUEBERRY_DATABASE_URL)")
+    parser.add_argument("--data-dir", help="data directory (GLUEBERRY_DATA_DIR)")
 
 
 def database_settings(args: argparse.Namespace) -> Any:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from api.commands.db import add_database_options, database_settings
+
 __all__ = ["register"]
 
 HELP = """\
@@ -35,8 +37,7 @@ def register(subparsers: Any) -> None:
     exp = actions.add_parser("export", help="write the address book as addressbook.json")
     exp.add_argument("file", nargs="?", default="-", help="output file (default: stdout)")
     for sub in (imp, exp):
-        sub.add_argument("--database-url", help="database URL (GLUEBERRY_DATABASE_URL)")
-        sub.add_argument("--data-dir", help="data directory (GLUEBERRY_DATA_DIR)")
+        add_database_options(sub)
     imp.set_defaults(func=run_import)
     exp.set_defaults(func=run_export)
     parser.set_defaults(func=lambda _args: _usage(parser))
@@ -49,7 +50,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 async def _open_repository(args: argparse.Namespace) -> Any:
     """Upgrade the schema and open the SqlRepository of the data directory's node."""
-    from api.commands.db import database_settings
     from engine.config import Config
     from engine.crypto.identity import Identity
     from migrations import upgrade_async
