@@ -265,9 +265,16 @@ class Host:
             raise DialError("cannot dial ourselves")
         task = self._dials.get(peer_id)
         if task is None:
-            task = self._spawn(self._dial_task(peer_id, list(addrs)))
+            # The shared dial carries its own deadline: callers stop waiting at their
+            # timeout, but a dial into a silent path (no FIN, no RST) must end too, or every
+            # later dial to this peer would join the stuck task and never reconnect.
+            bound = max(timeout, self._config.dial_timeout)
+            task = self._spawn(self._bounded_dial(peer_id, list(addrs), bound))
             self._dials[peer_id] = task
             task.add_done_callback(lambda t: self._dials.pop(peer_id, None))
+            # Retrieve the outcome even when every caller gave up already, so a late
+            # failure is not reported as "Task exception was never retrieved".
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(task)
@@ -450,6 +457,18 @@ class Host:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
     # -- internals: dialing ----------------------------------------------------------------
+
+    async def _bounded_dial(
+        self, peer_id: PeerId, addrs: list[Multiaddr], bound: float
+    ) -> ConnectionInfo:
+        try:
+            async with asyncio.timeout(bound):
+                return await self._dial_task(peer_id, addrs)
+        except TimeoutError:
+            raise DialTimeoutError(
+                f"dial to {peer_id} timed out after {bound:g} s",
+                details={"timeout": bound, "peer_id": str(peer_id)},
+            ) from None
 
     async def _dial_task(self, peer_id: PeerId, addrs: list[Multiaddr]) -> ConnectionInfo:
         if not addrs:

@@ -9,7 +9,6 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from engine.connection_state import ConnectionState
-from engine.errors import DialError
 
 from .conftest import KEEPALIVE, Harness, LoopErrors, settle_tasks
 from .faulty_proxy import Way
@@ -22,7 +21,6 @@ S = ConnectionState
 async def test_tasks_and_fds_return_to_baseline_after_every_fault_and_stop(
     chaos: Harness, hygiene: LoopErrors
 ) -> None:
-    hygiene.tolerate(DialError, "dial to")  # reported host bug, see test_chaos_partition
     baseline_tasks = len(asyncio.all_tasks())
     baseline_fds = psutil.Process().num_fds()
     pair = await chaos.pair(seed=11, dial_timeout=1.0, **KEEPALIVE)
@@ -90,7 +88,6 @@ async def test_tasks_and_fds_return_to_baseline_after_every_fault_and_stop(
 async def test_connection_losses_log_no_engine_errors(
     chaos: Harness, hygiene: LoopErrors, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hygiene.tolerate(DialError, "dial to")  # reported host bug, see test_chaos_partition
     caplog.set_level(logging.ERROR, logger="engine")
     pair = await chaos.pair(seed=3, dial_timeout=1.0, **KEEPALIVE)
     a_log = chaos.events(pair.a, pair.b.peer_id)

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from engine.connection_state import ConnectionState
-from engine.errors import DialError
 
 from .conftest import KEEPALIVE, Harness, LoopErrors
 from .kit import payload
@@ -22,9 +21,6 @@ S = ConnectionState
 async def test_partition_is_detected_by_keepalive_and_heals(
     chaos: Harness, hygiene: LoopErrors
 ) -> None:
-    # Known host bug (test_dial_gives_up_on_a_dead_path_after_dial_timeout): a timed-out
-    # dial task lives on, and its late DialError (after the heal) is never retrieved.
-    hygiene.tolerate(DialError, "dial to")
     pair = await chaos.pair(dial_timeout=1.0, **KEEPALIVE)
     a, b, proxy = pair.a, pair.b, pair.proxy
     a_log = chaos.events(a, b.peer_id)
@@ -88,12 +84,6 @@ MAX_DELAY = 0.5
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Host.dial shields its dial task, so a dial that times out keeps "
-    "running unbounded; every later dial of that peer joins the stale task instead of "
-    "opening a new connection, and its late exception is never retrieved",
-)
 async def test_dial_gives_up_on_a_dead_path_after_dial_timeout(chaos: Harness) -> None:
     # Reconnect dials started during the partition run over flows a middlebox then
     # forgets: they stay silent forever (no FIN, no RST, as on a real network whose NAT
