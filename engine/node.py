@@ -43,6 +43,7 @@ from engine.errors import (
     PeerIdMismatchError,
     PeerNotFoundError,
     StreamError,
+    TransportError,
 )
 from engine.events import ConnectionEvent, ConnectionEventHub, EventFilter, EventHub, Subscription
 from engine.flow import FlowController
@@ -986,6 +987,14 @@ class Node:
 
     def _handshake_failed(self, session: _HandshakeSession, error: GlueberryError) -> None:
         if session.closed:
+            return
+        if isinstance(
+            error, StreamError | NotConnectedError | TransportError
+        ) and not self._host.is_connected(session.peer_id):
+            # The connection died under the handshake: not the peer failing the handshake
+            # but a network loss, which the host's disconnect notice turns into a
+            # reconnect. Counting it as a failed handshake would put the peer in cooldown.
+            _log.debug("handshake with %s lost its connection: %s", session.peer_id, error)
             return
         _log.info("handshake with %s failed: %s", session.peer_id, error)
         self._cm.handshake_failed(session.peer_id, error)

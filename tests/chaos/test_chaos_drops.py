@@ -122,13 +122,6 @@ async def test_random_connection_drops_reconnect_with_backoff_and_never_wedge(
 CUT_FRACTIONS = [0.02, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Node._handshake_failed treats a transport failure during the "
-    "Glueberry handshake (StreamBrokenError from the dying connection, seen before the "
-    "host's call_soon 'disconnected' notice) as a failed handshake: peer -> COOLDOWN "
-    "(error_code stream_broken) instead of RECONNECTING",
-)
 @pytest.mark.parametrize("way", ["UP", "DOWN"])
 async def test_drop_during_reconnect_handshake_retries_instead_of_cooldown(
     chaos: Harness, way: str
