@@ -11,7 +11,7 @@
 //   A `reset` frame (cursor no longer retained, or from another run of the node) shows
 //   a visible notice; the snapshot that follows it replaces every known state.
 // - Peer-supplied text (metadata, ids, error messages) only ever reaches the page as
-//   text nodes (textContent / createTextNode). No innerHTML anywhere; the page's CSP
+//   text nodes (textContent / createTextNode); no string is ever parsed as HTML. The CSP
 //   enforces Trusted Types, so a string written to an HTML sink would throw.
 
 "use strict";
@@ -334,12 +334,17 @@ function closeDetail() {
 function factRows(list, entries) {
   clear(list);
   for (const [name, value] of entries) {
-    list.append(el("dt", {}, name), el("dd", {}, value));
+    const empty = value === "" || value === null || value === undefined;
+    list.append(el("dt", {}, name), el("dd", { className: empty ? "muted" : null }, empty ? "\u2014" : value));
   }
 }
 
-function scalar(value) {
+const TIME_FIELD = /(_seen|_activity|_at|_since|_until)$/;
+
+function scalar(value, name) {
   if (value === null || value === undefined) return "";
+  if (typeof value === "number" && name && TIME_FIELD.test(name)) return formatTime(value);
+  if (typeof value === "number" && name && name.endsWith("_rtt")) return `${(value * 1000).toFixed(3)} ms`;
   if (typeof value === "object") return JSON.stringify(value);
   return String(value);
 }
@@ -369,7 +374,7 @@ async function loadDetail() {
     ["Reconnect attempts", connection.reconnect_attempts ?? 0],
     ["Next retry", formatTime(connection.next_retry_at)],
     ["Connected since", formatTime(connection.connected_since)],
-    ["Direction", connection.is_outbound === null || connection.is_outbound === undefined ? "" : connection.is_outbound ? "outbound" : "inbound"],
+    ["Direction", connection.connected_since ? (connection.is_outbound ? "outbound" : "inbound") : ""],
     ["Cooldown until", formatTime(connection.cooldown_until)],
   ];
   if (peer) {
@@ -396,7 +401,7 @@ function renderStats(stats) {
     counters,
     Object.entries(stats)
       .filter(([name]) => name !== "streams")
-      .map(([name, value]) => [name, scalar(value)]),
+      .map(([name, value]) => [name, scalar(value, name)]),
   );
   const streams = Object.entries(stats.streams || {});
   if (streams.length === 0) return;
@@ -407,7 +412,7 @@ function renderStats(stats) {
   $("detail-streams-head").append(el("th", {}, "stream"), ...columns.map((c) => el("th", {}, c)));
   for (const [stream, values] of streams) {
     $("detail-streams-body").append(
-      el("tr", {}, el("td", { className: "mono" }, stream), ...columns.map((c) => el("td", {}, scalar((values || {})[c])))),
+      el("tr", {}, el("td", { className: "mono" }, stream), ...columns.map((c) => el("td", {}, scalar((values || {})[c], c)))),
     );
   }
   table.hidden = false;
@@ -533,8 +538,8 @@ function logLine({ kind, id, time, peer, text, state, error }) {
     { className: `log-${kind}`, dataset: { kind } },
     el("span", { className: "log-time" }, formatTime(time ?? Date.now() / 1000)),
     el("span", { className: "log-id" }, id === undefined ? "" : `#${id}`),
-    el("span", { className: "mono log-peer", title: peer || "" }, peer || ""),
-    el("span", { className: state ? `log-text state-text-${state}` : "log-text" }, text),
+    peer ? el("span", { className: "mono log-peer", title: peer }, peer) : null,
+    el("span", { className: state ? `log-text state-text-${state}` : peer ? "log-text" : "log-text log-wide" }, text),
   );
   if (error) item.append(el("span", { className: "log-error" }, error));
   if (peer) item.dataset.peerId = peer;
