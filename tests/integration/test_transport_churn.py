@@ -19,12 +19,11 @@ from collections.abc import AsyncIterator, Callable
 import psutil
 import pytest
 from helpers.exchange import EXCHANGE_PROTOCOL, run_exchange
+from helpers.listening_host import listening_host, many_connections_config, p2p_addr
 from helpers.notifee import ConnectionRecorder
 from helpers.peer_process import PeerProcess, glueberry_peer_argv
-from multiaddr import Multiaddr
 
-from engine.config import Config
-from engine.crypto.identity import Identity, PeerId
+from engine.crypto.identity import PeerId
 from engine.net.host import Host
 from engine.net.interface import P2PStream
 
@@ -51,26 +50,12 @@ def _snapshot() -> tuple[int, int, int]:
 
 @pytest.fixture
 async def host() -> AsyncIterator[tuple[Host, ConnectionRecorder]]:
-    config = Config(
-        max_connections=10_000,
-        max_pending_connections=1_000,
-        max_connections_per_ip=10_000,
-        connection_rate_per_ip=100_000.0,
-    )
-    host = Host(Identity.generate(), config)
-    recorder = ConnectionRecorder()
-    host.add_notifee(recorder)
-
     async def echo_exchange(stream: P2PStream) -> None:
         await run_exchange(stream, "responder")
 
-    host.set_stream_handler(EXCHANGE_PROTOCOL, echo_exchange)
-    await host.listen([Multiaddr("/ip4/127.0.0.1/tcp/0")])
-    try:
+    async with listening_host(many_connections_config()) as (host, recorder):
+        host.set_stream_handler(EXCHANGE_PROTOCOL, echo_exchange)  # before any peer exists
         yield host, recorder
-    finally:
-        async with asyncio.timeout(10):
-            await host.close()
 
 
 async def _all_closed(host: Host, recorder: ConnectionRecorder, expected: int) -> None:
@@ -93,7 +78,7 @@ async def test_2000_connections_churn_back_to_baseline(
     host: tuple[Host, ConnectionRecorder],
 ) -> None:
     server, recorder = host
-    our_addr = f"{server.listen_addrs()[0]}/p2p/{server.peer_id}"
+    our_addr = p2p_addr(server)
     peers = [
         await PeerProcess.start(glueberry_peer_argv("--no-listen"), name=f"churn-{i}")
         for i in range(PROCESSES + 1)

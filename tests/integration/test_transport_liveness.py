@@ -6,19 +6,18 @@ kernel keeps acknowledging TCP for a SIGSTOPped peer: only the yamux keep-alive 
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 from helpers.glueberry_peer import split_p2p_addr
+from helpers.listening_host import listening_host, p2p_addr
 from helpers.notifee import ConnectionRecorder
 from helpers.peer_process import PeerProcess, glueberry_peer_argv
-from multiaddr import Multiaddr
 
 from engine.config import Config
-from engine.crypto.identity import Identity, PeerId
+from engine.crypto.identity import PeerId
 from engine.net.host import Host
 
 KEEPALIVE_INTERVAL = 0.2
@@ -28,41 +27,25 @@ MARGIN = 1.0
 KILLED_BOUND = 1.0  # the acceptance bound for a killed peer
 
 
-async def _host(config: Config) -> tuple[Host, ConnectionRecorder]:
-    host = Host(Identity.generate(), config)
-    recorder = ConnectionRecorder()
-    host.add_notifee(recorder)
-    await host.listen([Multiaddr("/ip4/127.0.0.1/tcp/0")])
-    return host, recorder
-
-
 @pytest.fixture
 async def keepalive_host() -> AsyncIterator[tuple[Host, ConnectionRecorder]]:
-    host, recorder = await _host(
-        Config(keepalive_interval=KEEPALIVE_INTERVAL, keepalive_timeout=KEEPALIVE_TIMEOUT)
-    )
-    try:
-        yield host, recorder
-    finally:
-        async with asyncio.timeout(10):
-            await host.close()
+    config = Config(keepalive_interval=KEEPALIVE_INTERVAL, keepalive_timeout=KEEPALIVE_TIMEOUT)
+    async with listening_host(config) as pair:
+        yield pair
 
 
 @pytest.fixture
 async def default_host() -> AsyncIterator[tuple[Host, ConnectionRecorder]]:
-    host, recorder = await _host(Config())  # keep-alive 5 s / 15 s: not what detects a kill
-    try:
-        yield host, recorder
-    finally:
-        async with asyncio.timeout(10):
-            await host.close()
+    # keep-alive 5 s / 15 s: not what detects a kill
+    async with listening_host(Config()) as pair:
+        yield pair
 
 
 async def test_frozen_peer_is_declared_gone_within_the_keepalive_bound(
     keepalive_host: tuple[Host, ConnectionRecorder],
 ) -> None:
     host, recorder = keepalive_host
-    our_addr = f"{host.listen_addrs()[0]}/p2p/{host.peer_id}"
+    our_addr = p2p_addr(host)
     async with await PeerProcess.start(glueberry_peer_argv("--no-listen")) as peer:
         their_id = PeerId.from_string(peer.peer_id)
         await peer.command("dial", addr=our_addr, timeout=10)
@@ -97,7 +80,7 @@ async def test_killed_peer_is_declared_gone_within_one_second(
     default_host: tuple[Host, ConnectionRecorder], direction: str
 ) -> None:
     host, recorder = default_host
-    our_addr = f"{host.listen_addrs()[0]}/p2p/{host.peer_id}"
+    our_addr = p2p_addr(host)
     async with await PeerProcess.start(glueberry_peer_argv()) as peer:
         their_id = PeerId.from_string(peer.peer_id)
         if direction == "they_dial_us":

@@ -14,12 +14,10 @@ import resource
 from collections.abc import AsyncIterator
 
 import pytest
+from helpers.listening_host import listening_host, many_connections_config, p2p_addr
 from helpers.notifee import ConnectionRecorder
 from helpers.peer_process import PeerProcess, glueberry_peer_argv
-from multiaddr import Multiaddr
 
-from engine.config import Config
-from engine.crypto.identity import Identity
 from engine.net.host import Host
 
 pytestmark = pytest.mark.slow
@@ -34,28 +32,15 @@ async def host() -> AsyncIterator[tuple[Host, ConnectionRecorder]]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * TOTAL:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * TOTAL), hard))
-    config = Config(
-        max_connections=10_000,
-        max_pending_connections=1_000,
-        max_connections_per_ip=10_000,
-        connection_rate_per_ip=100_000.0,
-    )
-    host = Host(Identity.generate(), config)
-    recorder = ConnectionRecorder()
-    host.add_notifee(recorder)
-    await host.listen([Multiaddr("/ip4/127.0.0.1/tcp/0")])
-    try:
-        yield host, recorder
-    finally:
-        async with asyncio.timeout(20):
-            await host.close()
+    async with listening_host(many_connections_config(), close_timeout=20) as pair:
+        yield pair
 
 
 async def test_host_holds_1000_inbound_connections(
     host: tuple[Host, ConnectionRecorder],
 ) -> None:
     server, recorder = host
-    our_addr = f"{server.listen_addrs()[0]}/p2p/{server.peer_id}"
+    our_addr = p2p_addr(server)
     peers = [
         await PeerProcess.start(glueberry_peer_argv("--no-listen"), name=f"hold-{i}")
         for i in range(PROCESSES)

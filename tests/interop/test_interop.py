@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from helpers.exchange import EXCHANGE_PROTOCOL, run_exchange
 from helpers.glueberry_peer import split_p2p_addr
+from helpers.listening_host import listening_host, p2p_addr
 from helpers.notifee import ConnectionRecorder
 from helpers.peer_process import (
     JS_NODE_MODULES,
@@ -30,7 +31,6 @@ from helpers.peer_process import (
     js_peer_argv,
     py_peer_argv,
 )
-from multiaddr import Multiaddr
 
 from engine.config import Config
 from engine.crypto.identity import Identity, PeerId
@@ -81,16 +81,10 @@ class OurSide:
 
 @pytest.fixture
 async def ours() -> AsyncIterator[OurSide]:
-    config = Config()
-    host = Host(Identity.generate(), config)
-    side = OurSide(host)
-    host.set_stream_handler(EXCHANGE_PROTOCOL, side.handle_exchange)
-    await host.listen([Multiaddr("/ip4/127.0.0.1/tcp/0")])
-    try:
+    async with listening_host(Config()) as (host, _):
+        side = OurSide(host)
+        host.set_stream_handler(EXCHANGE_PROTOCOL, side.handle_exchange)  # before any dial
         yield side
-    finally:
-        async with asyncio.timeout(10):
-            await host.close()
 
 
 def _assert_matches(
@@ -113,7 +107,7 @@ def _assert_matches(
 async def test_interop(impl: str, direction: str, ours: OurSide) -> None:
     argv = _peer_argv(impl)
     host = ours.host
-    our_addr = f"{host.listen_addrs()[0]}/p2p/{host.peer_id}"
+    our_addr = p2p_addr(host)
     async with await PeerProcess.start(argv, name=impl) as peer:
         their_id = PeerId.from_string(peer.peer_id)
 
@@ -218,7 +212,7 @@ async def test_simultaneous_dial(impl: str, ours: OurSide) -> None:
     """Both sides dial each other at once: both dials succeed and streams work both ways."""
     argv = _peer_argv(impl)
     host = ours.host
-    our_addr = f"{host.listen_addrs()[0]}/p2p/{host.peer_id}"
+    our_addr = p2p_addr(host)
     async with await PeerProcess.start(argv, name=impl) as peer:
         their_id, addr = split_p2p_addr(peer.addrs[0])
         info, dialed = await asyncio.gather(
