@@ -37,6 +37,18 @@ def feed_chunks(decoder: FrameDecoder, *chunks: bytes) -> list[bytes]:
     return out
 
 
+def peak_of_refused_feed(decoder: FrameDecoder, chunk: bytes) -> int:
+    """Feed ``chunk``, which must raise FrameTooLargeError; the peak bytes traced meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(FrameTooLargeError):
+            decoder.feed(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
 def raw_frame(m_len: int, p_len: int, body: bytes) -> bytes:
     """Hand-built frame with arbitrary (possibly inconsistent) lengths."""
     return encode_uvarint(m_len) + encode_uvarint(p_len) + body
@@ -207,14 +219,7 @@ def test_four_gib_announcement_rejected_early_without_allocation() -> None:
     # In one chunk followed by a large body: rejected without copying the body.
     chunk = announce + encode_uvarint(4 * 1024**3 - 5) + bytes(4 * 1024 * 1024)
     decoder = FrameDecoder()
-    tracemalloc.start()
-    try:
-        with pytest.raises(FrameTooLargeError):
-            decoder.feed(chunk)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 1024
+    assert peak_of_refused_feed(decoder, chunk) < 16 * 1024
     assert decoder.buffered == 0
 
 
@@ -223,14 +228,7 @@ def test_large_inner_announcement_rejected_without_allocation() -> None:
     # Outer length within limits, inner length absurd: rejected on the header.
     chunk = encode_uvarint(limit) + encode_uvarint(2**63) + bytes(1024 * 1024)
     decoder = FrameDecoder(limit)
-    tracemalloc.start()
-    try:
-        with pytest.raises(FrameTooLargeError):
-            decoder.feed(chunk)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 1024
+    assert peak_of_refused_feed(decoder, chunk) < 16 * 1024
 
 
 def test_buffered_bytes_bounded_by_one_frame() -> None:
