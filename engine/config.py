@@ -129,6 +129,20 @@ class Config(BaseSettings):
     low_watermark: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
         default=256, description="Pending sends per stream at which blocked senders resume."
     )
+    send_buffer_bytes: Annotated[int, Field(ge=1 * KiB, le=1024 * MiB)] = Field(
+        default=4 * MiB,
+        description=(
+            "Queued-but-unsent payload bytes per stream at which senders block (they "
+            "resume at half); a single larger message still goes through alone."
+        ),
+    )
+    message_buffer_bytes: Annotated[int, Field(ge=1 * KiB, le=64 * 1024 * MiB)] = Field(
+        default=64 * MiB,
+        description=(
+            "Queued received payload bytes per subscriber before the oldest are dropped "
+            "(besides message_buffer_size)."
+        ),
+    )
     send_timeout: PositiveSeconds = Field(
         default=30.0, description="Seconds a send may wait for flow-control credit."
     )
@@ -162,6 +176,17 @@ class Config(BaseSettings):
     )
     stats_ttl: PositiveSeconds = Field(
         default=86_400.0, description="Seconds after which a disconnected peer's stats expire."
+    )
+
+    # -- health -----------------------------------------------------------------------------
+    health_interval: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=1.0, description="Seconds between event-loop lag samples (node.health())."
+    )
+    repository_probe_interval: PositiveSeconds = Field(
+        default=10.0, description="Seconds between repository reachability probes."
+    )
+    max_event_loop_lag: PositiveSeconds = Field(
+        default=0.5, description="Event-loop lag (seconds) above which the node is not ready."
     )
 
     # -- persistence ------------------------------------------------------------------------

@@ -56,14 +56,18 @@ from engine.errors import (
     GlueberryError,
     NodeNotRunningError,
     PeerBlacklistedError,
+    PeerInCooldownError,
 )
 from engine.net.interface import ConnectionInfo, Direction, P2PHost
+from engine.observability import RefusalReason
 
-__all__ = ["ConnectionManager", "EmitCallback"]
+__all__ = ["ConnectionManager", "EmitCallback", "RefusedCallback"]
 
 _log = logging.getLogger(__name__)
 
 EmitCallback = Callable[[PeerId, Emit], None]
+#: ``(peer_id, reason, direction)``: a connection or a dial was refused by the manager.
+RefusedCallback = Callable[[PeerId, RefusalReason, str], None]
 
 _CONNECTED = frozenset({ConnectionState.CONNECTED, ConnectionState.ESTABLISHED})
 _DOWN = frozenset(
@@ -103,6 +107,9 @@ class ConnectionManager:
         is_blacklisted: the blacklist decision for a peer id.
         filter_addrs: drops addresses we may not dial (banned networks).
         clock: epoch-seconds clock fed to the machines.
+        on_refused: told about every connection the manager refuses (a banned peer that
+            got past the gate, an inbound connection during cooldown) and every
+            ``connect`` refused (blacklisted, cooldown); for metrics and logs.
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class ConnectionManager:
         is_blacklisted: Callable[[PeerId], bool],
         filter_addrs: Callable[[Sequence[Multiaddr]], list[Multiaddr]] = list,
         clock: Callable[[], float] = time.time,
+        on_refused: RefusedCallback | None = None,
     ) -> None:
         self._config = config
         self._host = host
@@ -125,6 +133,7 @@ class ConnectionManager:
         self._is_blacklisted = is_blacklisted
         self._filter_addrs = filter_addrs
         self._clock = clock
+        self._on_refused = on_refused
         self._peers: dict[PeerId, _Peer] = {}
         self._bg: set[asyncio.Task[None]] = set()
         self._running = False
@@ -276,6 +285,13 @@ class ConnectionManager:
             if self._host.is_connected(peer.peer_id) and not peer.keep_transport:
                 self._spawn(self._disconnect_quietly(peer.peer_id))
 
+    def _refused(self, peer_id: PeerId, reason: RefusalReason, direction: str) -> None:
+        if self._on_refused is not None:
+            try:
+                self._on_refused(peer_id, reason, direction)
+            except Exception:
+                _log.exception("on_refused callback raised")
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name="gb-conn")
         self._bg.add(task)
@@ -402,6 +418,7 @@ class ConnectionManager:
         if not self._running:
             raise NodeNotRunningError("node is not running")
         if self._is_blacklisted(peer_id):
+            self._refused(peer_id, RefusalReason.BLACKLISTED_PEER, "outbound")
             raise PeerBlacklistedError(f"peer {peer_id} is blacklisted")
         peer = self._peer(peer_id)
         if peer.machine.state is ConnectionState.ESTABLISHED:
@@ -435,6 +452,9 @@ class ConnectionManager:
         try:
             tr = peer.machine.dial_started(self._clock())  # PeerInCooldownError
             self._feed(peer, tr)
+        except PeerInCooldownError:
+            self._refused(peer.peer_id, RefusalReason.COOLDOWN, "outbound")
+            raise
         finally:
             peer.inline_dial = False
         epoch = peer.dial_epoch
@@ -515,6 +535,7 @@ class ConnectionManager:
             return
         peer = self._peer(info.peer_id)
         if self._is_blacklisted(info.peer_id):
+            self._refused(info.peer_id, RefusalReason.BLACKLISTED_PEER, info.direction.value)
             self._spawn(self._disconnect_quietly(info.peer_id))
             return
         now = self._clock()
@@ -533,6 +554,8 @@ class ConnectionManager:
             tr = peer.machine.dial_succeeded(now, epoch=epoch)
         else:
             tr = peer.machine.inbound_connected(now)
+            if not tr.changed and any(isinstance(a, Close) for a in tr.actions):
+                self._refused(info.peer_id, RefusalReason.COOLDOWN, info.direction.value)
         self._connection_up(peer, tr, info)
 
     def replaced(self, info: ConnectionInfo) -> None:

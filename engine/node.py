@@ -20,11 +20,14 @@ import contextlib
 import logging
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from multiaddr import Multiaddr
+from opentelemetry import context as otel_context
+from opentelemetry.trace import TracerProvider
 
 from engine.blacklist import Blacklist
 from engine.config import Config, HandshakeMode
@@ -59,6 +62,14 @@ from engine.handshake import (
     Prepare,
 )
 from engine.net.interface import ConnectionInfo, Direction, P2PHost, P2PStream
+from engine.observability import (
+    SPAN_BLACKLIST,
+    ConnectionTracer,
+    CountingMetrics,
+    DropReason,
+    Metrics,
+    RefusalReason,
+)
 from engine.repository import BanRecord, MemoryRepository, PeerRecord, Repository
 from engine.stats import PeerStats, StatsTracker
 from engine.streams import StreamManager
@@ -66,6 +77,21 @@ from engine.streams import StreamManager
 __all__ = ["DecryptionErrorCallback", "HandshakeMessage", "IncomingMessage", "Node"]
 
 _log = logging.getLogger(__name__)
+
+# Host refusal counters (engine.net.host.Host.refused keys) -> our reasons. "gate_addr" and
+# "ConnectionGatedError" are refusals of our own gate, reported by _ObservedGate.
+_HOST_REFUSALS: dict[str, RefusalReason | None] = {
+    "gate_addr": None,
+    "ConnectionGatedError": None,
+    "pending_connections": RefusalReason.MAX_PENDING,
+    "connections": RefusalReason.MAX_CONNECTIONS,
+    "ResourceLimitError": RefusalReason.MAX_CONNECTIONS,
+    "connections_per_ip": RefusalReason.MAX_PER_IP,
+    "rate": RefusalReason.RATE_LIMITED,
+}
+
+# Event-loop lag samples whose maximum decides the event_loop readiness check.
+_LAG_WINDOW = 10
 
 DecryptionErrorCallback = Callable[[PeerId, str, DecryptionError], None]
 
@@ -138,6 +164,10 @@ class Node:
             (listens on start, closes it on stop).
         on_decryption_error: called ``(peer_id, stream, error)`` for every frame that
             fails to decrypt (the frame is dropped, the stream stays open).
+        metrics: receives metric callbacks (:class:`~engine.observability.Metrics`);
+            default none. Its methods run on the event loop and must be cheap.
+        tracer_provider: OpenTelemetry tracer provider for the connection spans;
+            default the global one (a no-op unless the application installed an SDK).
     """
 
     def __init__(
@@ -148,6 +178,8 @@ class Node:
         repository: Repository | None = None,
         host: P2PHost | None = None,
         on_decryption_error: DecryptionErrorCallback | None = None,
+        metrics: Metrics | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._config = config
         self._identity = (
@@ -163,6 +195,20 @@ class Node:
             host = Host(self._identity, config)
         self._host: P2PHost = host
         self._on_decryption_error = on_decryption_error
+        # Rare events go to our own counters (node.counters()) and to the caller's
+        # metrics; the per-message ones only to the caller's (None: skipped).
+        self._counters = CountingMetrics()
+        self._user_metrics: Metrics | None = metrics
+        self._metrics: Metrics = _Fanout(self._counters, metrics)
+        self._tracer = ConnectionTracer(
+            self._metrics, tracer_provider, handshake_mode=config.handshake_mode.value
+        )
+        self._connect_parents: dict[PeerId, otel_context.Context] = {}
+        self._host_refused_seen: dict[str, int] = {}
+        self._loop_lag = 0.0
+        self._loop_lag_max = 0.0
+        self._loop_lag_samples = 0
+        self._repo_status: dict[str, Any] = {"ok": False, "checked_at": None, "error": None}
         self._capabilities: tuple[str, ...] = (WIRE_V1_CAPABILITY,)
         self._running = False
         self._stopping = False
@@ -174,10 +220,15 @@ class Node:
             config.event_buffer_size, retention=config.event_retention
         )
         self._messages: EventHub[IncomingMessage] = EventHub(
-            config.message_buffer_size, on_drop=self._message_dropped_by_subscriber
+            config.message_buffer_size,
+            on_drop=self._message_dropped_by_subscriber,
+            weigh=_weigh_message,
+            max_bytes=config.message_buffer_bytes,
         )
         self._handshakes: EventHub[HandshakeMessage] = EventHub(
-            buffer_size=config.event_buffer_size
+            buffer_size=config.event_buffer_size,
+            weigh=_weigh_handshake,
+            max_bytes=config.message_buffer_bytes,
         )
         self._stats = StatsTracker(
             config.max_tracked_peers,
@@ -187,7 +238,9 @@ class Node:
         self._streams = StreamManager(
             self._host,
             self,
-            flow_factory=lambda: FlowController(config.high_watermark, config.low_watermark),
+            flow_factory=lambda: FlowController(
+                config.high_watermark, config.low_watermark, high_bytes=config.send_buffer_bytes
+            ),
             max_message_size=config.max_message_size,
             max_streams_per_peer=config.max_streams_per_peer,
             max_stream_name_length=config.max_stream_name_length,
@@ -203,6 +256,7 @@ class Node:
             on_close=self._on_close,
             is_blacklisted=self.is_blacklisted,
             filter_addrs=self._blacklist.usable_addrs,
+            on_refused=self._connection_refused,
         )
 
     # -- properties ---------------------------------------------------------------------------
@@ -258,12 +312,14 @@ class Node:
         try:
             await self._repo.start()
             self._blacklist.load(await self._repo.list_bans())
-            self._host.set_gate(self._blacklist)
+            self._repo_status = {"ok": True, "checked_at": time.time(), "error": None}
+            self._host.set_gate(_ObservedGate(self._blacklist, self))
             self._host.add_notifee(self._cm)
             self._host.set_stream_handler(HANDSHAKE_PROTOCOL, self._handle_handshake_stream)
             await self._host.listen([Multiaddr(a) for a in self._config.listen_addrs])
             self._cm.start()
             self._spawn(self._housekeeping(), "gb-housekeeping")
+            self._spawn(self._health_loop(), "gb-health")
             offset = 0
             while True:
                 page, total = await self._repo.list_peers(offset=offset, limit=1000)
@@ -308,6 +364,7 @@ class Node:
             if self._owns_repository:
                 await self._repo.close()
         finally:
+            self._tracer.close()
             self._events.close()
             self._messages.close()
             self._handshakes.close()
@@ -415,7 +472,13 @@ class Node:
             self._cm.set_addrs(pid, _maddrs(record.addrs), auto=True)
         elif not self._host.is_connected(pid):
             raise PeerNotFoundError(f"peer {pid} is not in the address book")
-        await self._cm.connect(pid, timeout)
+        # The connect span of the dial this call starts is a child of the caller's span
+        # (e.g. the gateway's request); consumed synchronously when the dial starts.
+        self._connect_parents[pid] = otel_context.get_current()
+        try:
+            await self._cm.connect(pid, timeout)
+        finally:
+            self._connect_parents.pop(pid, None)
 
     async def disconnect(self, peer_id: PeerId | str) -> None:
         """Close the connection to a peer; it is not reconnected."""
@@ -459,28 +522,44 @@ class Node:
     ) -> BanRecord:
         """Ban a peer id: persisted, refused both directions, dropped at once if connected."""
         pid = _peer_id(peer_id)
-        record = await self._repo.add_ban(pid.to_string(), reason=reason, expires_at=expires_at)
-        self._blacklist.add(record)
-        await self._audit("ban_added", pid.to_string(), {"reason": reason})
-        if record.active(time.time()):
-            self._cm.blacklisted(pid)
+        with self._tracer.tracer.start_as_current_span(SPAN_BLACKLIST) as span:
+            span.set_attributes(
+                {"glueberry.ban.target": pid.to_string(), "glueberry.ban.kind": "peer"}
+            )
+            record = await self._repo.add_ban(pid.to_string(), reason=reason, expires_at=expires_at)
+            self._blacklist.add(record)
+            await self._audit("ban_added", pid.to_string(), {"reason": reason})
+            dropped = 0
+            if record.active(time.time()):
+                dropped = int(self._cm.state(pid) is not ConnectionState.DISCONNECTED)
+                self._cm.blacklisted(pid)
+            span.set_attribute("glueberry.ban.dropped_peers", dropped)
+            _log.debug("banned peer %s (%d connection dropped)", pid, dropped)
         return record
 
     async def blacklist_cidr(
         self, cidr: str, reason: str = "", expires_at: float | None = None
     ) -> BanRecord:
         """Ban an IP network: connected peers inside it are dropped at once."""
-        record = await self._repo.add_ban(cidr, reason=reason, expires_at=expires_at)
-        if record.kind != "cidr":
-            # A peer id given to blacklist_cidr: still a valid ban, apply it as such.
+        with self._tracer.tracer.start_as_current_span(SPAN_BLACKLIST) as span:
+            record = await self._repo.add_ban(cidr, reason=reason, expires_at=expires_at)
+            span.set_attributes(
+                {"glueberry.ban.target": record.target, "glueberry.ban.kind": record.kind}
+            )
+            if record.kind != "cidr":
+                # A peer id given to blacklist_cidr: still a valid ban, apply it as such.
+                self._blacklist.add(record)
+                self._cm.blacklisted(PeerId.from_string(record.target))
+                return record
             self._blacklist.add(record)
-            self._cm.blacklisted(PeerId.from_string(record.target))
-            return record
-        self._blacklist.add(record)
-        await self._audit("ban_added", None, {"cidr": record.target, "reason": reason})
-        for pid in self._host.connected_peers():
-            if self.is_blacklisted(pid):
-                self._cm.blacklisted(pid)
+            await self._audit("ban_added", None, {"cidr": record.target, "reason": reason})
+            dropped = 0
+            for pid in self._host.connected_peers():
+                if self.is_blacklisted(pid):
+                    dropped += 1
+                    self._cm.blacklisted(pid)
+            span.set_attribute("glueberry.ban.dropped_peers", dropped)
+            _log.debug("banned network %s (%d connections dropped)", record.target, dropped)
         return record
 
     async def unblacklist(self, target: PeerId | str) -> None:
@@ -547,6 +626,7 @@ class Node:
         peer: PeerId | str | None = None,
         *,
         buffer_size: int | None = None,
+        buffer_bytes: int | None = None,
     ) -> Subscription[IncomingMessage]:
         """Subscribe to received messages, optionally of one stream and/or one peer.
 
@@ -556,6 +636,11 @@ class Node:
             buffer_size: queued messages before the oldest are dropped (default
                 ``message_buffer_size``); drops are counted on the subscription and in
                 the peer's stats (``subscriber_buffer_full``).
+            buffer_bytes: queued payload bytes before the oldest are dropped (default
+                ``message_buffer_bytes``); a single larger message is kept alone.
+
+        Raises:
+            ValueError: ``buffer_size`` or ``buffer_bytes`` < 1.
         """
         pid = _peer_id(peer) if peer is not None else None
 
@@ -563,7 +648,7 @@ class Node:
             return (stream is None or msg.stream == stream) and (pid is None or msg.peer_id == pid)
 
         return self._messages.subscribe_where(
-            None if stream is None and pid is None else match, buffer_size
+            None if stream is None and pid is None else match, buffer_size, max_bytes=buffer_bytes
         )
 
     def handshake_messages(self) -> Subscription[HandshakeMessage]:
@@ -583,17 +668,165 @@ class Node:
         return self._stats.all()
 
     def health(self) -> dict[str, Any]:
-        """A health snapshot: listening, peers, tasks, subscriptions."""
+        """A health snapshot with readiness checks (shape: docs/engine-api.md).
+
+        Cheap and synchronous: the event-loop lag is sampled every ``health_interval``
+        and the repository probed every ``repository_probe_interval`` in the background;
+        this reports the latest results.
+
+        Returns:
+            ``ready`` (bool: running and every check ok), ``checks`` (``listening``,
+            ``event_loop``, ``peers``, ``repository``; each a dict with ``ok``),
+            ``connections`` (pending upgrades, refusals by reason, attempts in flight),
+            and the summary keys ``running``, ``listening``, ``peers`` (count per
+            state), ``tasks``, ``handshake_sessions``, ``blacklist``.
+        """
+        self._poll_host_refusals()
+        cfg = self._config
+        listening = [str(a) for a in self.listen_addrs()] if self._running else []
+        by_state = {state.value: len(self._cm.peers_in(state)) for state in ConnectionState}
+        # The worst of the last samples, so one stall is visible for a few intervals.
+        lag_ok = self._loop_lag_max <= cfg.max_event_loop_lag
+        checks: dict[str, dict[str, Any]] = {
+            "listening": {"ok": self._running and bool(listening), "addrs": listening},
+            "event_loop": {
+                "ok": lag_ok,
+                "lag_ms": round(self._loop_lag * 1000, 3),
+                "max_lag_ms": round(self._loop_lag_max * 1000, 3),
+                "limit_ms": round(cfg.max_event_loop_lag * 1000, 3),
+                "samples": self._loop_lag_samples,
+            },
+            "peers": {
+                "ok": True,
+                "connected": by_state["connected"] + by_state["established"],
+                "established": by_state["established"],
+                "max_connections": cfg.max_connections,
+            },
+            "repository": dict(self._repo_status),
+        }
+        pending = getattr(self._host, "pending_connections", None)
         return {
+            "ready": self._running and all(c["ok"] for c in checks.values()),
+            "checks": checks,
+            "connections": {
+                "pending": pending if isinstance(pending, int) else None,
+                "attempts_in_flight": self._tracer.in_flight,
+                "refused": dict(self._counters.refused),
+            },
             "running": self._running,
-            "listening": [str(a) for a in self.listen_addrs()] if self._running else [],
-            "peers": {state.value: len(self._cm.peers_in(state)) for state in ConnectionState},
+            "listening": listening,
+            "peers": by_state,
             "tasks": len(self._tasks),
             "handshake_sessions": len(self._sessions),
             "blacklist": len(self._blacklist.records()),
         }
 
+    def counters(self) -> dict[str, Any]:
+        """Node-wide counters of the rare events, for metrics collectors (sync, cheap).
+
+        Returns:
+            ``connections_opened`` (by direction), ``connections_closed`` (by error
+            code, ``none`` when clean), ``handshakes`` (``ok`` or the error code),
+            ``handshake_seconds_total``, ``dropped`` (by drop reason), ``refused`` (by
+            refusal reason), ``decryption_errors``, ``reconnect_attempts``. All are
+            monotonic since the node was created.
+        """
+        self._poll_host_refusals()
+        return self._counters.snapshot()
+
+    async def check_repository(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Probe the repository now (a one-row read) and record the result for health().
+
+        Args:
+            timeout: seconds the probe may take.
+
+        Returns:
+            Whether the repository answered.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._repo.list_peers(offset=0, limit=1)
+        except (Exception, TimeoutError) as exc:  # any failure means "not reachable"
+            self._repo_status = {
+                "ok": False,
+                "checked_at": time.time(),
+                "error": getattr(exc, "code", None) or type(exc).__name__,
+            }
+            _log.debug("repository probe failed: %r", exc)
+            return False
+        self._repo_status = {"ok": True, "checked_at": time.time(), "error": None}
+        return True
+
+    async def _health_loop(self) -> None:
+        # Event-loop lag: how late a timer fires. One wake-up per interval, no thread.
+        loop = asyncio.get_running_loop()
+        interval = self._config.health_interval
+        recent: deque[float] = deque(maxlen=_LAG_WINDOW)
+        next_probe = loop.time() + self._config.repository_probe_interval
+        while self._running:
+            started = loop.time()
+            await asyncio.sleep(interval)
+            now = loop.time()
+            self._loop_lag = max(0.0, now - started - interval)
+            recent.append(self._loop_lag)
+            self._loop_lag_max = max(recent)
+            self._loop_lag_samples += 1
+            self._poll_host_refusals()
+            if now >= next_probe:
+                next_probe = now + self._config.repository_probe_interval
+                await self.check_repository()
+
+    def _poll_host_refusals(self) -> None:
+        # The host counts what its limiter refused (engine.net has no callback for it);
+        # report the increase since the last look.
+        refused = getattr(self._host, "refused", None)
+        if not isinstance(refused, dict):
+            return
+        for key, count in list(refused.items()):
+            delta = count - self._host_refused_seen.get(key, 0)
+            if delta <= 0:
+                continue
+            self._host_refused_seen[key] = count
+            reason = _HOST_REFUSALS.get(key, RefusalReason.UPGRADE_FAILED)
+            if reason is None:
+                continue
+            _log.debug("host refused %d inbound connection(s): %s (%s)", delta, reason, key)
+            for _ in range(delta):
+                self._metrics.connection_refused(None, reason, "inbound")
+
+    def _connection_refused(
+        self,
+        peer_id: PeerId | None,
+        reason: RefusalReason,
+        direction: str,
+        remote_addr: str | None = None,
+    ) -> None:
+        _log.debug(
+            "refused %s connection (peer %s, address %s): %s",
+            direction,
+            peer_id,
+            remote_addr,
+            reason,
+        )
+        self._metrics.connection_refused(peer_id, reason, direction)
+
     def _emit(self, peer_id: PeerId, action: Emit) -> None:
+        state = action.state
+        parent = (
+            self._connect_parents.pop(peer_id, None)
+            if state is ConnectionState.CONNECTING
+            else None
+        )
+        status = self._cm.status(peer_id)
+        self._tracer.transition(
+            peer_id,
+            action.previous_state,
+            state,
+            error_code=action.error_code,
+            direction="outbound" if status.is_outbound else "inbound",
+            attempt=status.reconnect_attempts,
+            parent=parent,
+        )
         self._events.emit_action(peer_id, action)
         if action.state is ConnectionState.ESTABLISHED:
             self._stats.record_connect(peer_id)
@@ -629,24 +862,40 @@ class Node:
         self._seq += 1
         now = time.time()
         self._stats.record_in(peer_id, stream, len(data), now)
+        if self._user_metrics is not None:
+            self._user_metrics.message_received(peer_id, stream, len(data))
         self._messages.publish(IncomingMessage(peer_id, stream, data, now, self._seq))
 
     def _message_dropped_by_subscriber(
         self, sub: Subscription[IncomingMessage], msg: IncomingMessage, reason: str
     ) -> None:
         self._stats.record_drop(msg.peer_id, f"subscriber_{reason}")
+        _log.debug(
+            "dropped message %d from %s on %s: subscriber buffer full (%d queued, %d bytes)",
+            msg.seq,
+            msg.peer_id,
+            msg.stream,
+            sub.pending,
+            sub.pending_bytes,
+        )
+        self._metrics.message_dropped(msg.peer_id, msg.stream, DropReason.BUFFER_FULL)
 
     def message_sent(self, peer_id: PeerId, stream: str, size: int) -> None:
         """Stream manager callback: a message was queued."""
         self._stats.record_out(peer_id, stream, size)
+        if self._user_metrics is not None:
+            self._user_metrics.message_sent(peer_id, stream, size)
 
-    def message_dropped(self, peer_id: PeerId, stream: str, reason: str) -> None:
+    def message_dropped(self, peer_id: PeerId, stream: str, reason: DropReason) -> None:
         """Stream manager callback: a message was dropped."""
-        self._stats.record_drop(peer_id, reason)
+        self._stats.record_drop(peer_id, reason.value)
+        _log.debug("dropped message of %s on %s: %s", peer_id, stream, reason)
+        self._metrics.message_dropped(peer_id, stream, reason)
 
     def decryption_failed(self, peer_id: PeerId, stream: str, error: DecryptionError) -> None:
         """Stream manager callback: a frame failed to decrypt."""
         self._stats.record_decryption_error(peer_id)
+        self._metrics.decryption_error(peer_id, stream)
         callback = self._on_decryption_error
         if callback is not None:
             try:
@@ -998,6 +1247,96 @@ class Node:
             return
         _log.info("handshake with %s failed: %s", session.peer_id, error)
         self._cm.handshake_failed(session.peer_id, error)
+
+
+class _Fanout:
+    """:class:`Metrics` to our counters and, guarded, to the caller's metrics."""
+
+    __slots__ = ("_counters", "_user")
+
+    def __init__(self, counters: CountingMetrics, user: Metrics | None) -> None:
+        self._counters = counters
+        self._user = user
+
+    def _call(self, name: str, *args: Any) -> None:
+        getattr(self._counters, name)(*args)
+        if self._user is not None:
+            try:
+                getattr(self._user, name)(*args)
+            except Exception:
+                _log.exception("metrics callback %s raised", name)
+
+    def connection_opened(self, peer_id: PeerId, direction: str) -> None:
+        self._call("connection_opened", peer_id, direction)
+
+    def connection_closed(self, peer_id: PeerId, error_code: str | None) -> None:
+        self._call("connection_closed", peer_id, error_code)
+
+    def handshake_completed(
+        self, peer_id: PeerId, ok: bool, duration: float, error_code: str | None
+    ) -> None:
+        self._call("handshake_completed", peer_id, ok, duration, error_code)
+
+    def message_sent(self, peer_id: PeerId, stream: str, size: int) -> None:
+        self._call("message_sent", peer_id, stream, size)
+
+    def message_received(self, peer_id: PeerId, stream: str, size: int) -> None:
+        self._call("message_received", peer_id, stream, size)
+
+    def message_dropped(self, peer_id: PeerId, stream: str, reason: DropReason) -> None:
+        self._call("message_dropped", peer_id, stream, reason)
+
+    def decryption_error(self, peer_id: PeerId, stream: str) -> None:
+        self._call("decryption_error", peer_id, stream)
+
+    def reconnect_attempt(self, peer_id: PeerId, attempt: int) -> None:
+        self._call("reconnect_attempt", peer_id, attempt)
+
+    def connection_refused(
+        self, peer_id: PeerId | None, reason: RefusalReason, direction: str
+    ) -> None:
+        self._call("connection_refused", peer_id, reason, direction)
+
+
+class _ObservedGate:
+    """The blacklist as the host's connection gate, with every refusal observed.
+
+    ``allow_peer`` decisions (after the security handshake) are traced as
+    ``glueberry.gate`` spans; ``allow_addr`` refusals (before anything is read, so cheap
+    to provoke) are counted and logged only.
+    """
+
+    __slots__ = ("_inner", "_node")
+
+    def __init__(self, inner: Blacklist, node: Node) -> None:
+        self._inner = inner
+        self._node = node
+
+    def allow_addr(self, remote: Multiaddr, direction: Direction) -> bool:
+        ok = self._inner.allow_addr(remote, direction)
+        if not ok:
+            self._node._connection_refused(
+                None, RefusalReason.BLACKLISTED_ADDR, direction.value, str(remote)
+            )
+        return ok
+
+    def allow_peer(self, peer_id: PeerId, direction: Direction) -> bool:
+        ok = self._inner.allow_peer(peer_id, direction)
+        reason = None if ok else RefusalReason.BLACKLISTED_PEER
+        self._node._tracer.gate_decision(
+            peer_id=peer_id, remote_addr=None, direction=direction.value, allowed=ok, reason=reason
+        )
+        if reason is not None:
+            self._node._connection_refused(peer_id, reason, direction.value)
+        return ok
+
+
+def _weigh_message(msg: IncomingMessage) -> int:
+    return len(msg.data)
+
+
+def _weigh_handshake(msg: HandshakeMessage) -> int:
+    return len(msg.data)
 
 
 async def _quiet_reset(stream: P2PStream) -> None:

@@ -21,8 +21,13 @@ IMPROVEMENT_PLAN.md):
 - *Decryption failure drops one frame*: counted, reported, the stream stays open.
 - *Write coalescing.* :meth:`StreamManager.send` encrypts and frames the message, queues
   it and returns; one writer task per channel joins everything queued into one transport
-  write. The channel's flow controller bounds what is queued (high/low watermarks): a
-  sender blocks at the high watermark and every blocked sender resumes at the low one.
+  write. The channel's flow controller bounds what is queued, in messages *and* in
+  payload bytes (high/low watermarks, :mod:`engine.flow`): a sender blocks at a high
+  watermark and blocked senders resume, in order, below the low ones. Queued memory per
+  channel is thus at most ``max(send_buffer_bytes, max_message_size)`` of payload plus
+  38 bytes of framing and cipher overhead per message, plus one joined copy of the batch
+  being written.
+- *Every drop is reported* to the node with a :class:`~engine.observability.DropReason`.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from engine.errors import (
 from engine.framing import FrameDecoder, encode_frame
 from engine.handshake import stream_protocol
 from engine.net.interface import P2PHost, P2PStream
+from engine.observability import DropReason
 
 __all__ = [
     "DropReason",
@@ -67,17 +73,6 @@ _PREFIX = "/glueberry/stream/"
 _SUFFIX = "/1.0.0"
 
 
-class DropReason:
-    """Why a message was dropped (the keys of ``PeerStats.dropped``)."""
-
-    OVERSIZED = "oversized"
-    MALFORMED = "malformed"
-    DECRYPTION = "decryption_failed"
-    UNKNOWN_STREAM = "unknown_stream"
-    WRITE_FAILED = "write_failed"
-    DISCONNECTED = "disconnected"
-
-
 def parse_stream_protocol(protocol_id: str) -> str | None:
     """The stream name inside ``/glueberry/stream/{name}/1.0.0``, or ``None``."""
     if protocol_id.startswith(_PREFIX) and protocol_id.endswith(_SUFFIX):
@@ -89,12 +84,12 @@ def parse_stream_protocol(protocol_id: str) -> str | None:
 class FlowControl(Protocol):
     """What the manager needs of a per-channel flow controller (engine.flow)."""
 
-    async def acquire(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Take one credit, waiting while the high watermark is reached."""
+    async def acquire(self, timeout: float | None = None, size: int = 0) -> None:  # noqa: ASYNC109
+        """Take one credit for ``size`` bytes, waiting while a budget is spent."""
         ...
 
-    def release(self, count: int = 1) -> None:
-        """Return credits; waking every blocked sender once at/below the low watermark."""
+    def release(self, count: int = 1, nbytes: int = 0) -> None:
+        """Return credits (messages and bytes); blocked senders resume below the low marks."""
         ...
 
     def close(self) -> None:
@@ -113,8 +108,8 @@ class StreamEvents(Protocol):
         """A message was queued for sending."""
         ...
 
-    def message_dropped(self, peer_id: PeerId, stream: str, reason: str) -> None:
-        """A message was dropped for ``reason`` (a :class:`DropReason` value)."""
+    def message_dropped(self, peer_id: PeerId, stream: str, reason: DropReason) -> None:
+        """A message was dropped for ``reason``."""
         ...
 
     def decryption_failed(self, peer_id: PeerId, stream: str, error: DecryptionError) -> None:
@@ -133,6 +128,7 @@ class _Channel:
     opening: asyncio.Future[None] | None = None
     streams: set[P2PStream] = field(default_factory=set)
     queue: list[bytes] = field(default_factory=list)
+    queued_bytes: int = 0  # payload bytes of `queue`, as acquired from `flow`
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.Task[None] | None = None
 
@@ -289,6 +285,7 @@ class StreamManager:
             ch.flow.close()
             dropped = len(ch.queue)
             ch.queue.clear()
+            ch.queued_bytes = 0
             for _ in range(dropped):
                 self._events.message_dropped(state.peer_id, ch.name, DropReason.DISCONNECTED)
             for stream in ch.streams:
@@ -398,8 +395,9 @@ class StreamManager:
                 details={"size": len(data), "limit": self._max_message_size},
             )
         ch = self._channel(state, name)
+        size = len(data)
         try:
-            await ch.flow.acquire(timeout)
+            await ch.flow.acquire(timeout, size)
         except TimeoutError:
             raise SendTimeoutError(
                 f"no flow-control credit on {name!r} within {timeout} s"
@@ -412,8 +410,9 @@ class StreamManager:
             cipher = state.cipher
             payload = cipher.encrypt(data) if encrypted and cipher is not None else data
             ch.queue.append(encode_frame(payload))
+            ch.queued_bytes += size
         except BaseException:
-            ch.flow.release()
+            ch.flow.release(1, size)
             raise
         ch.wake.set()
         state.messages_sent += 1
@@ -425,7 +424,7 @@ class StreamManager:
                 state.messages_sent,
                 peer_id,
             )
-        self._events.message_sent(peer_id, name, len(data))
+        self._events.message_sent(peer_id, name, size)
 
     async def _ensure_send_stream(
         self,
@@ -490,7 +489,9 @@ class StreamManager:
             if stream is None:
                 return
             batch = ch.queue
+            nbytes = ch.queued_bytes
             ch.queue = []
+            ch.queued_bytes = 0
             data = batch[0] if len(batch) == 1 else b"".join(batch)
             try:
                 await stream.write(data)
@@ -498,21 +499,26 @@ class StreamManager:
                 _log.debug("write on %s to %s failed: %s", ch.name, state.peer_id, exc)
                 for _ in batch:
                     self._events.message_dropped(state.peer_id, ch.name, DropReason.WRITE_FAILED)
-                ch.flow.release(len(batch))
-                self._retire(ch, stream)
+                ch.flow.release(len(batch), nbytes)
+                self._retire(ch, stream, state.peer_id)
                 self._spawn_reset(stream)
                 return
-            ch.flow.release(len(batch))
+            ch.flow.release(len(batch), nbytes)
 
-    def _retire(self, ch: _Channel, stream: P2PStream) -> None:
+    def _retire(self, ch: _Channel, stream: P2PStream, peer_id: PeerId) -> None:
         ch.streams.discard(stream)
         if ch.send_stream is stream:
             ch.send_stream = None
-            # What was queued behind the failed write cannot go out on this stream.
+            # What was queued behind a failed write, or on a stream the peer ended, cannot
+            # go out on this stream: dropped, and counted as such.
             dropped = len(ch.queue)
+            nbytes = ch.queued_bytes
             ch.queue.clear()
+            ch.queued_bytes = 0
             if dropped:
-                ch.flow.release(dropped)
+                ch.flow.release(dropped, nbytes)
+                for _ in range(dropped):
+                    self._events.message_dropped(peer_id, ch.name, DropReason.STREAM_CLOSED)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -544,7 +550,7 @@ class StreamManager:
                     events.message_dropped(peer_id, name, DropReason.MALFORMED)
                     await stream.reset()
                     return
-                for payload in payloads:
+                for i, payload in enumerate(payloads):
                     if cipher is not None:
                         try:
                             payload = cipher.decrypt(payload)
@@ -553,10 +559,12 @@ class StreamManager:
                             events.decryption_failed(peer_id, name, exc)
                             continue
                         except GlueberryError:  # cipher closed under us: peer going away
+                            for _ in range(len(payloads) - i):
+                                events.message_dropped(peer_id, name, DropReason.DISCONNECTED)
                             return
                     deliver(peer_id, name, payload)
         finally:
-            self._retire(ch, stream)
+            self._retire(ch, stream, peer_id)
             if not state.closed:
                 with contextlib.suppress(GlueberryError):
                     await stream.aclose()
