@@ -54,6 +54,21 @@ async def pair(
     return net, a, b, ra, rb
 
 
+async def parked_pair() -> tuple[MemoryHost, MemoryHost, asyncio.Queue[P2PStream]]:
+    """``a`` connected to ``b``, whose PROTO handler puts every inbound stream in the
+    queue and keeps it open (the handler never returns)."""
+    _, a, b, _, _ = await pair()
+    got: asyncio.Queue[P2PStream] = asyncio.Queue()
+
+    async def handler(stream: P2PStream) -> None:
+        await got.put(stream)
+        await asyncio.Event().wait()
+
+    b.set_stream_handler(PROTO, handler)
+    await a.dial(b.peer_id, b.listen_addrs(), timeout=1)
+    return a, b, got
+
+
 async def test_dial_notifies_both_sides_and_streams_carry_bytes_both_ways() -> None:
     _, a, b, ra, rb = await pair()
     accepted: asyncio.Queue[P2PStream] = asyncio.Queue()
@@ -86,15 +101,7 @@ async def test_dial_notifies_both_sides_and_streams_carry_bytes_both_ways() -> N
 
 
 async def test_backpressure_and_busy() -> None:
-    _, a, b, _, _ = await pair()
-    got: asyncio.Queue[P2PStream] = asyncio.Queue()
-
-    async def handler(stream: P2PStream) -> None:
-        await got.put(stream)
-        await asyncio.Event().wait()
-
-    b.set_stream_handler(PROTO, handler)
-    await a.dial(b.peer_id, b.listen_addrs(), timeout=1)
+    a, b, got = await parked_pair()
     stream = await a.new_stream(b.peer_id, [PROTO], timeout=1)
     writer = asyncio.create_task(stream.write(b"x" * 5000))  # window is 1024
     await asyncio.sleep(0)
@@ -111,15 +118,7 @@ async def test_backpressure_and_busy() -> None:
 
 
 async def test_reset_and_close_errors() -> None:
-    _, a, b, _, _ = await pair()
-    got: asyncio.Queue[P2PStream] = asyncio.Queue()
-
-    async def handler(stream: P2PStream) -> None:
-        await got.put(stream)
-        await asyncio.Event().wait()
-
-    b.set_stream_handler(PROTO, handler)
-    await a.dial(b.peer_id, b.listen_addrs(), timeout=1)
+    a, b, got = await parked_pair()
     s1 = await a.new_stream(b.peer_id, [PROTO], timeout=1)
     peer_end = await asyncio.wait_for(got.get(), 1)
     await peer_end.reset()
