@@ -45,10 +45,29 @@ def _expect() -> Any:
 
 
 def _open(browser: Any, node: Node) -> Any:
+    """A new tab on the node's /ui that records script errors in ``page.errors``."""
     page = browser.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(f"uncaught: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            page.errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     page.add_init_script(RECORD_VIOLATIONS)
     page.goto(f"{node.url}/ui")
     return page
+
+
+def _close(page: Any) -> None:
+    """Close the tab; the page logged no script error and no CSP violation."""
+    assert page.evaluate("window.__violations") == []
+    errors = list(page.errors)
+    page.close()
+    assert errors == []
 
 
 def _sign_in(page: Any, node: Node, key: str) -> None:
@@ -162,8 +181,7 @@ def test_connect_through_page_shows_established_from_live_events(
     shot = screenshot_dir / "ui-connected.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert page.evaluate("window.__violations") == []
-    page.close()
+    _close(page)
 
 
 def test_hostile_metadata_renders_as_text(
@@ -189,8 +207,7 @@ def test_hostile_metadata_renders_as_text(
     assert page.locator("img").count() == 0
     assert page.locator("script").count() == 1
     assert page.evaluate("window.__xss") is None
-    assert page.evaluate("window.__violations") == []
-    page.close()
+    _close(page)
 
 
 def test_refused_key_then_monitor_key_is_read_only(browser: Any, nodes: tuple[Node, Node]) -> None:
@@ -216,7 +233,7 @@ def test_refused_key_then_monitor_key_is_read_only(browser: Any, nodes: tuple[No
     page.click("#signout")
     expect(page.locator("#signin")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('glueberry.apiKey')") is None
-    page.close()
+    _close(page)
 
 
 def test_peer_list_is_paginated(browser: Any, nodes: tuple[Node, Node]) -> None:
@@ -243,7 +260,7 @@ def test_peer_list_is_paginated(browser: Any, nodes: tuple[Node, Node]) -> None:
     assert page.locator(f'#peers-body tr[data-peer-id="{first_page}"]').count() == 0
     page.click("#page-prev")
     expect(page.locator("#page-info")).to_have_text(f"1\u201320 of {total}")
-    page.close()
+    _close(page)
 
 
 def test_node_restart_shows_reset_notice_and_stream_resumes(
@@ -279,4 +296,4 @@ def test_node_restart_shows_reset_notice_and_stream_resumes(
     # The snapshot after the reset replaced the states: B is not connected in this run.
     expect(_row(page, b.peer_id).locator(".state-cell")).to_have_text("disconnected")
     page.screenshot(path=str(screenshot_dir / "ui-reset.png"), full_page=True)
-    page.close()
+    _close(page)
