@@ -157,6 +157,13 @@ class GatewaySettings(BaseSettings):
     ws_rate_close_after: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         default=100, description="Refused frames in a row after which the server closes (4029)."
     )
+    ws_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None,
+        description=(
+            "Received messages queued per channel connection before drops start "
+            "(unset = the engine's message_buffer_size)."
+        ),
+    )
     ws_lag_threshold: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.5, description="Fraction of a client's queue at which a `lag` frame is sent."
     )

@@ -56,7 +56,7 @@ async def messages_channel(
         return
     settings = gateway.settings
     channels = channel_state(gateway, websocket.app)
-    subscription = node.messages(stream or None, pid)
+    subscription = node.messages(stream or None, pid, buffer_size=settings.ws_queue_size)
     try:
         await websocket.accept()
         await websocket.send_text(

@@ -66,7 +66,7 @@ async def stream_channel(websocket: WebSocket, peer_id: str, stream: str) -> Non
     settings = gateway.settings
     channels = channel_state(gateway, websocket.app)
     # Subscribe before accepting: every message received from here on is delivered.
-    subscription = node.messages(stream, pid)
+    subscription = node.messages(stream, pid, buffer_size=settings.ws_queue_size)
     try:
         await websocket.accept()
         await websocket.send_text(

@@ -77,7 +77,7 @@ def small_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side,
     yield from _start_pair(
         tmp_path_factory,
         "ws-small",
-        GLUEBERRY_MESSAGE_BUFFER_SIZE="16",
+        GLUEBERRY_WS_QUEUE_SIZE="16",
         GLUEBERRY_WS_MAX_DROPPED="8",
         GLUEBERRY_EVENT_RETENTION="8",
     )

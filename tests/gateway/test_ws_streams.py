@@ -199,7 +199,7 @@ def _tiny_socket(port: int) -> socket.socket:
 
 
 @pytest.mark.parametrize(
-    "pair", [{"ws_max_dropped": 4, "node": {"message_buffer_size": 8}}], indirect=True
+    "pair", [{"ws_max_dropped": 4, "ws_queue_size": 8}], indirect=True
 )
 async def test_slow_reader_gets_lag_dropped_then_4008(
     pair: tuple[LiveGateway, LiveGateway], api_keys: ApiKeyRepository, recorder: Recorder
@@ -216,7 +216,7 @@ async def test_slow_reader_gets_lag_dropped_then_4008(
         ws_connect(url_b, "stream", recorder, key=key) as healthy,
         ws_connect(_stream_url(a, b.node.peer_id), "stream", recorder, key=key) as tx,
     ):
-        await slow.recv_json()
+        assert (await slow.recv_json())["queue_size"] == 8
         await healthy.recv_json()
         await tx.recv_json()
         # Incompressible payloads (permessage-deflate is on). Windows of 4, below the queue
