@@ -58,10 +58,11 @@ class Pair:
     b: Side
 
 
-async def make_pair(
-    names: tuple[str, ...] = ("s",), high: int = 1024, low: int = 256, latency: float = 0.0
-) -> Pair:
-    net = MemoryNetwork(latency=latency)
+async def connected_sides(
+    net: MemoryNetwork, *, high: int, low: int, max_message_size: int
+) -> tuple[Side, Side]:
+    """Two hosts on ``net`` (127.0.0.1, 127.0.0.2), each with a StreamManager; a dialed b.
+    No stream is prepared yet."""
     sides = []
     for ip in ("127.0.0.1", "127.0.0.2"):
         ident = Identity.generate()
@@ -72,11 +73,20 @@ async def make_pair(
             host,
             events,
             flow_factory=lambda: FlowController(high, low),
-            max_message_size=64 * 1024,
+            max_message_size=max_message_size,
         )
         sides.append(Side(ident, host, events, manager))
     a, b = sides
     await a.host.dial(b.identity.peer_id, b.host.listen_addrs(), timeout=1)
+    return a, b
+
+
+async def make_pair(
+    names: tuple[str, ...] = ("s",), high: int = 1024, low: int = 256, latency: float = 0.0
+) -> Pair:
+    a, b = await connected_sides(
+        MemoryNetwork(latency=latency), high=high, low=low, max_message_size=64 * 1024
+    )
     for me, other in ((a, b), (b, a)):
         with derive_stream_key(me.identity, other.identity.public_key) as key:
             me.manager.prepare(other.identity.peer_id, key, names)
@@ -253,19 +263,7 @@ def test_parse_stream_protocol() -> None:
 
 
 async def test_unencrypted_stream_carries_plain_frames() -> None:
-    net = MemoryNetwork()
-    sides = []
-    for ip in ("127.0.0.1", "127.0.0.2"):
-        ident = Identity.generate()
-        host = net.create_host(ident.peer_id, ip=ip)
-        await host.listen([Multiaddr("/ip4/127.0.0.1/tcp/0")])
-        events = Recorder()
-        manager = StreamManager(
-            host, events, flow_factory=lambda: FlowController(8, 2), max_message_size=1024
-        )
-        sides.append(Side(ident, host, events, manager))
-    a, b = sides
-    await a.host.dial(b.identity.peer_id, b.host.listen_addrs(), timeout=1)
+    a, b = await connected_sides(MemoryNetwork(), high=8, low=2, max_message_size=1024)
     with derive_stream_key(a.identity, b.identity.public_key) as key:
         a.manager.prepare(b.identity.peer_id, key, ["secret"], unencrypted=["clear"])
     b.manager.prepare(a.identity.peer_id, None, [], unencrypted=["clear"])
