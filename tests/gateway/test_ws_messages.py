@@ -97,3 +97,24 @@ async def test_origin_allow_list(
             pass
     assert info.value.response.status_code == 403
     assert b"origin_not_allowed" in info.value.response.body
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [{"ws_rate_limit": 1.0, "ws_rate_burst": 1, "ws_rate_close_after": 2, "connect": False}],
+    indirect=True,
+)
+async def test_watch_channels_rate_limit_inbound_frames(
+    pair: tuple[LiveGateway, LiveGateway], api_keys: ApiKeyRepository, recorder: Recorder
+) -> None:
+    a, _ = pair
+    key = (await api_keys.create("m", ["monitor"])).token
+    for path, channel in (("/v1/messages", "messages"), ("/v1/events", "events")):
+        async with ws_connect(f"{a.ws}{path}", channel, recorder, key=key) as ws:
+            assert (await ws.recv_json())["type"] == "ready"
+            for _ in range(3):
+                await ws.send("{}")
+            codes = [(await ws.recv_json())["code"] for _ in range(3)]
+            assert codes == ["unsupported", "rate_limited", "rate_limited"]
+            code, _ = await ws.closed()
+            assert code == 4029
