@@ -198,9 +198,7 @@ def _tiny_socket(port: int) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize(
-    "pair", [{"ws_max_dropped": 4, "ws_queue_size": 8}], indirect=True
-)
+@pytest.mark.parametrize("pair", [{"ws_max_dropped": 4, "ws_queue_size": 8}], indirect=True)
 async def test_slow_reader_gets_lag_dropped_then_4008(
     pair: tuple[LiveGateway, LiveGateway], api_keys: ApiKeyRepository, recorder: Recorder
 ) -> None:
