@@ -188,10 +188,18 @@ class FlowController:
                 closed before or while waiting (nothing was taken).
             asyncio.CancelledError: the caller was cancelled (nothing was taken).
         """
-        self._check_open()
+        if self._closed:
+            raise self._closed_error()
         if not self._paused:
-            if self._fits(size):
-                self._take(size)
+            # The fast path, inlined (_fits + _take): it runs once per message sent.
+            pending = self._pending
+            nbytes = self._bytes + size
+            if pending < self.high_watermark and (nbytes <= self.high_bytes or pending == 0):
+                pending += 1
+                self._pending = pending
+                self._bytes = nbytes
+                if pending >= self.high_watermark or nbytes >= self.high_bytes:
+                    self._paused = True
                 return
             self._paused = True  # does not fit: wait, and let no newcomer overtake
         loop = asyncio.get_running_loop()
@@ -227,11 +235,16 @@ class FlowController:
             ValueError: ``count`` or ``nbytes`` is negative or more than is pending (a
                 caller bug; nothing changes).
         """
-        if count < 0 or count > self._pending:
+        pending = self._pending - count
+        left = self._bytes - nbytes
+        if count < 0 or pending < 0:
             raise ValueError(f"cannot release {count} of {self._pending} pending slots")
-        if nbytes < 0 or nbytes > self._bytes:
+        if nbytes < 0 or left < 0:
             raise ValueError(f"cannot release {nbytes} of {self._bytes} pending bytes")
-        self._release(count, nbytes)
+        self._pending = pending
+        self._bytes = left
+        if self._paused and pending <= self.low_watermark and left <= self.low_bytes:
+            self._hand_over()
 
     def close(self, error: BaseException | None = None) -> None:
         """Fail every waiter and every later acquire. Idempotent (the first error wins).

@@ -791,8 +791,7 @@ class Node:
             if reason is None:
                 continue
             _log.debug("host refused %d inbound connection(s): %s (%s)", delta, reason, key)
-            for _ in range(delta):
-                self._metrics.connection_refused(None, reason, "inbound")
+            self._metrics.connection_refused(None, reason, "inbound", delta)
 
     def _connection_refused(
         self,
@@ -1293,9 +1292,9 @@ class _Fanout:
         self._call("reconnect_attempt", peer_id, attempt)
 
     def connection_refused(
-        self, peer_id: PeerId | None, reason: RefusalReason, direction: str
+        self, peer_id: PeerId | None, reason: RefusalReason, direction: str, count: int = 1
     ) -> None:
-        self._call("connection_refused", peer_id, reason, direction)
+        self._call("connection_refused", peer_id, reason, direction, count)
 
 
 class _ObservedGate:

@@ -76,10 +76,11 @@ class DropReason(enum.StrEnum):
     UNKNOWN_STREAM = "unknown_stream"
     #: The transport write of a queued message failed.
     WRITE_FAILED = "write_failed"
-    #: Queued for sending on a stream that ended before the message was written.
+    #: Queued for sending on a stream that ended before the message was written, or
+    #: received just as the peer's streams (and key) were being torn down.
     STREAM_CLOSED = "stream_closed"
-    #: Queued or being received while the peer's streams were torn down (disconnect,
-    #: ban, failed handshake, node stop).
+    #: Queued for sending when the peer's streams were torn down (disconnect, ban,
+    #: failed handshake, node stop).
     DISCONNECTED = "disconnected"
 
 
@@ -142,9 +143,11 @@ class Metrics(Protocol):
         """A reconnection dial started (``attempt`` counts from 1)."""
 
     def connection_refused(
-        self, peer_id: PeerId | None, reason: RefusalReason, direction: str
+        self, peer_id: PeerId | None, reason: RefusalReason, direction: str, count: int = 1
     ) -> None:
-        """A connection or connection attempt was refused (``peer_id`` None when unknown)."""
+        """``count`` connections or attempts were refused (``peer_id`` None when unknown).
+
+        ``count`` is above 1 only for refusals the host counted between two looks."""
 
 
 class NoopMetrics:
@@ -177,7 +180,7 @@ class NoopMetrics:
         """Ignored."""
 
     def connection_refused(
-        self, peer_id: PeerId | None, reason: RefusalReason, direction: str
+        self, peer_id: PeerId | None, reason: RefusalReason, direction: str, count: int = 1
     ) -> None:
         """Ignored."""
 
@@ -240,10 +243,10 @@ class CountingMetrics:
         self.reconnect_attempts += 1
 
     def connection_refused(
-        self, peer_id: PeerId | None, reason: RefusalReason, direction: str
+        self, peer_id: PeerId | None, reason: RefusalReason, direction: str, count: int = 1
     ) -> None:
         """Count by reason."""
-        _inc(self.refused, str(reason))
+        _inc(self.refused, str(reason), count)
 
     def snapshot(self) -> dict[str, object]:
         """A JSON-safe copy of every counter."""

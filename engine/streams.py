@@ -560,7 +560,7 @@ class StreamManager:
                             continue
                         except GlueberryError:  # cipher closed under us: peer going away
                             for _ in range(len(payloads) - i):
-                                events.message_dropped(peer_id, name, DropReason.DISCONNECTED)
+                                events.message_dropped(peer_id, name, DropReason.STREAM_CLOSED)
                             return
                     deliver(peer_id, name, payload)
         finally:

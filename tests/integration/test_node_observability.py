@@ -84,9 +84,10 @@ class Recorder:
         self.calls.append(("reconnect_attempt", (peer_id, attempt)))
 
     def connection_refused(
-        self, peer_id: PeerId | None, reason: RefusalReason, direction: str
+        self, peer_id: PeerId | None, reason: RefusalReason, direction: str, count: int = 1
     ) -> None:
-        self.calls.append(("connection_refused", (peer_id, reason, direction)))
+        for _ in range(count):
+            self.calls.append(("connection_refused", (peer_id, reason, direction)))
 
 
 @dataclass
@@ -357,3 +358,30 @@ async def test_host_rate_limit_refusals_are_counted(tmp_path: Path) -> None:
         assert (None, RefusalReason.RATE_LIMITED, "inbound") in b.metrics.of("connection_refused")
     finally:
         await cluster.close()
+
+
+async def test_reconnection_attempts_are_root_spans_and_counted(cluster: Cluster) -> None:
+    a = await traced(cluster)
+    b = await traced(cluster)
+    with a.provider.get_tracer("test").start_as_current_span("request"):
+        await connect_pair(a.node, b.node)
+    # B drops the connection; A (B is in its address book) reconnects on its own.
+    waiter = asyncio.ensure_future(
+        wait_state(a.node, b.node.peer_id, ConnectionState.RECONNECTING, ConnectionState.CONNECTING)
+    )
+    await asyncio.sleep(0)  # let the waiter subscribe before the drop
+    await b.node.disconnect(a.node.peer_id)
+    await asyncio.wait_for(waiter, 10)
+    await wait_state(a.node, b.node.peer_id, ConnectionState.ESTABLISHED)
+    ((peer, attempt),) = a.metrics.of("reconnect_attempt")
+    assert peer == b.node.peer_id
+    assert attempt >= 1
+    first, second = a.spans(SPAN_CONNECT)
+    (req,) = a.spans("request")
+    assert child_of(first, req)
+    assert second.parent is None  # background work never joins an old request's trace
+    assert second.attributes is not None
+    assert second.attributes["glueberry.reconnect_attempt"] == attempt
+    assert second.attributes[ATTR_STATE] == "established"
+    assert a.metrics.of("connection_closed") == [(b.node.peer_id, "connection_closed")]
+    assert a.node.counters()["reconnect_attempts"] == 1
