@@ -159,9 +159,14 @@ def parse_message(
     Raises:
         RemoteProtocolError: not JSON, unknown type, or invalid fields.
     """
+    if len(payload) > MAX_HANDSHAKE_MESSAGE_SIZE:
+        raise RemoteProtocolError(
+            "handshake message too large", details={"limit": MAX_HANDSHAKE_MESSAGE_SIZE}
+        )
     try:
         obj = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: a peer can nest arrays deeper than the parser's recursion limit.
         raise RemoteProtocolError("handshake message is not JSON") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError("handshake message is not a JSON object")
@@ -170,7 +175,10 @@ def parse_message(
         return Complete()
     if kind == "abort":
         reason = obj.get("reason", "")
-        return Abort(reason[:200] if isinstance(reason, str) else "")
+        # The reason ends up in error messages and logs: printable characters only, so a
+        # peer cannot forge log lines (newlines) or terminal escapes.
+        text = reason[:200] if isinstance(reason, str) else ""
+        return Abort("".join(c if c.isprintable() else "?" for c in text))
     if kind != "hello":
         raise RemoteProtocolError("unknown handshake message type")
     version = obj.get("version")

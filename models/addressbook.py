@@ -144,6 +144,8 @@ def load_addressbook(path: str | Path) -> dict[str, Any]:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"{target} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidInputError(f"{target} is nested too deeply") from None
     return check_document(document)
 
 

@@ -58,6 +58,7 @@ from engine.errors import (
 
 __all__ = [
     "DEFAULT_MAX_FRAME_PAYLOAD",
+    "DEFAULT_MAX_QUEUED_REPLIES",
     "HEADER_SIZE",
     "INITIAL_WINDOW",
     "MAX_WINDOW",
@@ -89,6 +90,8 @@ MAX_WINDOW = 16 * 1024 * 1024
 """Largest receive window we accept as configuration (go-yamux's maximum)."""
 DEFAULT_MAX_FRAME_PAYLOAD = 64 * 1024 - HEADER_SIZE
 """Largest Data payload we put in one frame (go-yamux: 64 KiB message including header)."""
+DEFAULT_MAX_QUEUED_REPLIES = 4096
+"""Answers to the peer (ping ACK, SYN ACK, RST) queued at most before the session fails."""
 _U32 = 0xFFFFFFFF
 _VERSION = 0
 _HEADER = struct.Struct(">BBHII")
@@ -330,6 +333,10 @@ class YamuxSession:
         max_streams: concurrent streams per direction; an inbound SYN beyond it is
             answered with RST, :meth:`open_stream` beyond it raises StreamLimitError.
         max_frame_payload: largest Data payload we put in one frame.
+        max_queued_replies: frames we queue in answer to the peer (ping ACKs, SYN ACKs,
+            RSTs of refused streams) that may wait for :meth:`data_to_send` at once. A
+            peer that floods pings or SYNs while not reading our answers would otherwise
+            grow the output queue without bound; beyond this the session fails.
 
     Raises:
         ValueError: a limit is out of range.
@@ -342,6 +349,7 @@ class YamuxSession:
         window_size: int = INITIAL_WINDOW,
         max_streams: int = 256,
         max_frame_payload: int = DEFAULT_MAX_FRAME_PAYLOAD,
+        max_queued_replies: int = DEFAULT_MAX_QUEUED_REPLIES,
     ) -> None:
         if not INITIAL_WINDOW <= window_size <= MAX_WINDOW:
             raise ValueError(f"window_size must be in [{INITIAL_WINDOW}, {MAX_WINDOW}]")
@@ -349,6 +357,10 @@ class YamuxSession:
             raise ValueError("max_streams must be >= 1")
         if not 1 <= max_frame_payload <= _U32:
             raise ValueError("max_frame_payload must be in [1, 2**32 - 1]")
+        if max_queued_replies < 1:
+            raise ValueError("max_queued_replies must be >= 1")
+        self.max_queued_replies = max_queued_replies
+        self._queued_replies = 0
         self.is_client = is_client
         self.window_size = window_size
         self.max_streams = max_streams
@@ -436,11 +448,22 @@ class YamuxSession:
         data = out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
         self._out = []
         self._out_len = 0
+        self._queued_replies = 0
         return data
 
     def _frame(self, ftype: int, flags: int, stream_id: int, length: int) -> None:
         self._out.append(_HEADER.pack(_VERSION, ftype, flags, stream_id, length))
         self._out_len += HEADER_SIZE
+
+    def _reply(self, ftype: int, flags: int, stream_id: int, length: int) -> None:
+        """Queue a frame the peer's input asked for, bounded by ``max_queued_replies``."""
+        if self._queued_replies >= self.max_queued_replies:
+            raise self._fail(
+                "peer floods frames that need an answer while not reading the answers",
+                limit=self.max_queued_replies,
+            )
+        self._queued_replies += 1
+        self._frame(ftype, flags, stream_id, length)
 
     # -- local operations ----------------------------------------------------------------------
 
@@ -699,7 +722,7 @@ class YamuxSession:
                 self._stream_frame(ftype, flags, stream_id, length, events)
             elif ftype == _T_PING:
                 if flags & _SYN:
-                    self._frame(_T_PING, _ACK, 0, length)
+                    self._reply(_T_PING, _ACK, 0, length)
                     events.append(PingReceived(length))
                 elif flags & _ACK:
                     events.append(PongReceived(length))
@@ -724,14 +747,14 @@ class YamuxSession:
                 raise self._fail("SYN with a stream id of our parity", stream_id=stream_id)
             if self._local_go_away or self._n_inbound >= self.max_streams:
                 self.refused_streams += 1
-                self._frame(_T_WINDOW_UPDATE, _RST, stream_id, 0)
+                self._reply(_T_WINDOW_UPDATE, _RST, stream_id, 0)
                 if is_data:
                     self._start_discard(length)
                 return
             st = _Stream(stream_id, False, self.window_size)
             self._streams[stream_id] = st
             self._n_inbound += 1
-            self._frame(_T_WINDOW_UPDATE, _ACK, stream_id, self.window_size - INITIAL_WINDOW)
+            self._reply(_T_WINDOW_UPDATE, _ACK, stream_id, self.window_size - INITIAL_WINDOW)
             events.append(StreamOpened(stream_id))
         elif st is None:
             # Unknown or already gone (reset, or closed and fully read): late frames are

@@ -1,0 +1,41 @@
+"""Files read from disk are untrusted input: address books and identity key files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.crypto.identity import Identity
+from engine.errors import InsecureKeyFileError, InvalidInputError, KeyFileError
+from models.addressbook import load_addressbook
+
+
+def test_deeply_nested_address_book_is_invalid_input(tmp_path: Path) -> None:
+    path = tmp_path / "addressbook.json"
+    path.write_bytes(b'{"version":1,"peers":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(InvalidInputError, match="nested too deeply"):
+        load_addressbook(path)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o602, 0o610])
+def test_key_file_readable_or_writable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "node.key"
+    with Identity.generate() as ident:
+        ident.save(path)
+    assert (path.stat().st_mode & 0o777) == 0o600
+    os.chmod(path, mode)
+    with pytest.raises(InsecureKeyFileError) as info:
+        Identity.load(path)
+    # The refusal names the file and the mode, never the key bytes.
+    assert path.read_bytes()[-32:].hex() not in str(info.value)
+
+
+def test_oversized_key_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.ftruncate(fd, 1 << 30)  # sparse: 1 GiB that costs nothing on disk
+    os.close(fd)
+    with pytest.raises(KeyFileError):
+        Identity.load(path)
