@@ -23,12 +23,17 @@ class DatabaseSettings(BaseSettings):
     (``postgresql+asyncpg://user@host:5432/db``); a plain ``postgresql://`` is upgraded.
     """
 
+    # The URL may carry a password: keep it out of validation errors and the repr.
     model_config = SettingsConfigDict(
-        env_prefix="GLUEBERRY_", env_file=None, extra="ignore", frozen=True
+        env_prefix="GLUEBERRY_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     database_url: str = Field(
-        default="", description="SQLAlchemy async URL; empty = SQLite under data_dir."
+        default="", description="SQLAlchemy async URL; empty = SQLite under data_dir.", repr=False
     )
     data_dir: Path = Field(
         default=Path("./glueberry-data"), description="Directory of the embedded database."

@@ -39,3 +39,17 @@ def test_oversized_key_file_is_refused_without_reading_it_whole(tmp_path: Path) 
     os.close(fd)
     with pytest.raises(KeyFileError):
         Identity.load(path)
+
+
+def test_database_password_stays_out_of_settings_repr_and_errors() -> None:
+    from pydantic import ValidationError
+
+    from models.settings import DatabaseSettings
+
+    settings = DatabaseSettings(database_url="postgresql://user:hunter2@db/glueberry")
+    assert "hunter2" in settings.url  # still usable
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings)
+    with pytest.raises(ValidationError) as info:
+        DatabaseSettings(database_url="mysql://user:hunter2@db/glueberry")
+    assert "hunter2" not in str(info.value)
