@@ -538,6 +538,10 @@ class StreamManager:
                     _log.debug("read on %s from %s ended: %s", name, peer_id, exc)
                     return
                 if not chunk:
+                    try:
+                        decoder.feed_eof()
+                    except FrameError:  # the peer ended its side inside a frame
+                        events.message_dropped(peer_id, name, DropReason.MALFORMED)
                     return
                 try:
                     payloads = decoder.feed(chunk)

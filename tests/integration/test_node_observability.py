@@ -29,6 +29,7 @@ from engine.errors import (
     PeerInCooldownError,
     StorageError,
 )
+from engine.handshake import stream_protocol
 from engine.node import Node
 from engine.observability import (
     ATTR_DIRECTION,
@@ -44,6 +45,7 @@ from engine.observability import (
     RefusalReason,
 )
 from engine.repository import MemoryRepository
+from engine.varint import encode_uvarint
 
 
 @dataclass
@@ -385,3 +387,20 @@ async def test_reconnection_attempts_are_root_spans_and_counted(cluster: Cluster
     assert second.attributes[ATTR_STATE] == "established"
     assert a.metrics.of("connection_closed") == [(b.node.peer_id, "connection_closed")]
     assert a.node.counters()["reconnect_attempts"] == 1
+
+
+async def test_a_frame_truncated_by_the_end_of_stream_is_a_counted_drop(cluster: Cluster) -> None:
+    a = await traced(cluster)
+    b = await traced(cluster)
+    await connect_pair(a.node, b.node)
+    stream = await a.node.host.new_stream(b.node.peer_id, [stream_protocol("messages")], timeout=5)
+    await stream.write(encode_uvarint(10) + b"abc")  # 3 of the 10 announced bytes
+    await stream.close_write()
+    async with asyncio.timeout(10):
+        while not b.metrics.of("message_dropped"):
+            await asyncio.sleep(0.01)
+    assert b.metrics.of("message_dropped") == [(a.node.peer_id, "messages", DropReason.MALFORMED)]
+    assert b.node.counters()["dropped"] == {"malformed": 1}
+    stats = b.node.peer_stats(a.node.peer_id)
+    assert stats is not None
+    assert stats.dropped == {"malformed": 1}
