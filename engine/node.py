@@ -227,6 +227,7 @@ class Node:
         )
         self._handshakes: EventHub[HandshakeMessage] = EventHub(
             buffer_size=config.event_buffer_size,
+            on_drop=self._handshake_dropped_by_subscriber,
             weigh=_weigh_handshake,
             max_bytes=config.message_buffer_bytes,
         )
@@ -878,6 +879,15 @@ class Node:
             sub.pending_bytes,
         )
         self._metrics.message_dropped(msg.peer_id, msg.stream, DropReason.BUFFER_FULL)
+
+    def _handshake_dropped_by_subscriber(
+        self, sub: Subscription[HandshakeMessage], msg: HandshakeMessage, reason: str
+    ) -> None:
+        # App mode: the application's handshake subscription is full. Counted under the
+        # handshake protocol id, which no stream name can collide with.
+        self._stats.record_drop(msg.peer_id, f"subscriber_{reason}")
+        _log.debug("dropped handshake message from %s: subscriber buffer full", msg.peer_id)
+        self._metrics.message_dropped(msg.peer_id, HANDSHAKE_PROTOCOL, DropReason.BUFFER_FULL)
 
     def message_sent(self, peer_id: PeerId, stream: str, size: int) -> None:
         """Stream manager callback: a message was queued."""

@@ -404,3 +404,31 @@ async def test_a_frame_truncated_by_the_end_of_stream_is_a_counted_drop(cluster:
     stats = b.node.peer_stats(a.node.peer_id)
     assert stats is not None
     assert stats.dropped == {"malformed": 1}
+
+
+async def test_handshake_messages_dropped_by_a_full_subscription_are_counted(
+    cluster: Cluster,
+) -> None:
+    a = await traced(cluster, handshake_mode="app")
+    b = await traced(cluster, handshake_mode="app", event_buffer_size=1)
+    await introduce(a.node, b.node)
+    sub = b.node.handshake_messages()  # never read
+    connecting = asyncio.ensure_future(a.node.connect(b.node.peer_id, timeout=10))
+    try:
+        await wait_state(a.node, b.node.peer_id, ConnectionState.CONNECTED)
+        for i in range(3):
+            await a.node.send_handshake_message(b.node.peer_id, b"hello %d" % i)
+        async with asyncio.timeout(10):
+            while len(b.metrics.of("message_dropped")) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+    assert (
+        b.metrics.of("message_dropped")
+        == [(a.node.peer_id, "/glueberry/handshake/1.0.0", DropReason.BUFFER_FULL)] * 2
+    )
+    kept = sub.get_nowait()
+    assert kept is not None
+    assert kept.data == b"hello 2"
+    assert sub.dropped == 2
