@@ -8,6 +8,9 @@ stages, *pending* (TCP accepted or dialed, security/muxer upgrade running) and
 - ``max_connections``: established connections (both directions);
 - ``max_connections_per_ip``: concurrent inbound connections (pending or established)
   from one IP address;
+- per-IP limits count an IPv6 address by its /64 (one subscriber's allocation: a single
+  host can use 2**64 addresses, so counting each one alone would limit nothing);
+  IPv4-mapped IPv6 addresses count as the IPv4 address;
 - ``connection_rate_per_ip``: inbound attempts per second per IP, a token bucket with a
   burst of twice the rate. Idle buckets are pruned so the table stays bounded.
 
@@ -28,9 +31,26 @@ from engine.crypto.identity import PeerId
 from engine.errors import ConnectionGatedError, ResourceLimitError
 from engine.net.interface import Direction
 
-__all__ = ["CidrGate", "ConnectionLimiter", "multiaddr_ip"]
+__all__ = ["CidrGate", "ConnectionLimiter", "limit_key", "multiaddr_ip"]
 
 _MAX_BUCKETS = 100_000
+_IPV6_LIMIT_PREFIX = 64
+
+
+def limit_key(ip: str) -> str:
+    """The key per-IP limits count ``ip`` under: the /64 of an IPv6 address, else the IP.
+
+    Text that is not an IP address is its own key.
+    """
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, _IPV6_LIMIT_PREFIX), strict=False))
+    return str(addr)
 
 
 def multiaddr_ip(addr: Multiaddr) -> str | None:
@@ -76,8 +96,8 @@ class ConnectionLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # ip -> (tokens, updated)
 
     def per_ip(self, ip: str) -> int:
-        """Inbound connections currently counted for ``ip``."""
-        return self._per_ip.get(ip, 0)
+        """Inbound connections currently counted for ``ip`` (see :func:`limit_key`)."""
+        return self._per_ip.get(limit_key(ip), 0)
 
     def admit(self, ip: str | None, direction: Direction) -> None:
         """Count a new connection as pending, or refuse it.
@@ -102,6 +122,7 @@ class ConnectionLimiter:
                 details={"limit": self.max_connections, "what": "connections"},
             )
         if direction is Direction.INBOUND and ip is not None:
+            ip = limit_key(ip)
             if self._per_ip.get(ip, 0) >= self.max_per_ip:
                 raise ResourceLimitError(
                     "too many connections from this address",
@@ -158,6 +179,7 @@ class ConnectionLimiter:
         else:
             self.pending -= 1
         if direction is Direction.INBOUND and ip is not None:
+            ip = limit_key(ip)
             left = self._per_ip.get(ip, 0) - 1
             if left > 0:
                 self._per_ip[ip] = left
