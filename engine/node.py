@@ -897,7 +897,7 @@ class Node:
 
     def message_dropped(self, peer_id: PeerId, stream: str, reason: DropReason) -> None:
         """Stream manager callback: a message was dropped."""
-        self._stats.record_drop(peer_id, reason.value)
+        self._stats.record_drop(peer_id, str(reason))
         _log.debug("dropped message of %s on %s: %s", peer_id, stream, reason)
         self._metrics.message_dropped(peer_id, stream, reason)
 
