@@ -4,7 +4,13 @@ Authentication and rate limiting happen together, in :func:`authenticate`:
 
 - a request with a valid API key takes a token from that key's bucket;
 - a request without a key, or with an invalid one, takes a token from its client IP's
-  bucket first (so guessing keys is rate limited too), then gets 401.
+  bucket first (so guessing keys is rate limited too), then gets 401;
+- a request presenting credentials from a client IP whose bucket is spent gets 429
+  *before* the credentials are checked, valid or not: otherwise a rate-limited caller
+  could go on guessing and tell a valid key (200) from an invalid one (429).
+
+Client IPs are bucketed by :func:`engine.net.gate.limit_key` (an IPv6 address by its
+/64), so one host cannot rotate through its addresses to refill its budget.
 
 The decision is stored on ``request.state.rate_decision`` for the ``RateLimit-*``
 headers; a refused request gets 429 with ``Retry-After``.
@@ -33,6 +39,7 @@ from api.ratelimit import RateDecision, rate_limit_headers
 from api.state import GatewayState
 from engine.crypto.identity import PeerId
 from engine.errors import NodeNotRunningError
+from engine.net.gate import limit_key
 
 __all__ = [
     "Admin",
@@ -108,11 +115,26 @@ async def _charge_state(state: Any, gateway: GatewayState, kind: str, key: str) 
         rate, burst = settings.rate_limit_per_key, settings.rate_limit_burst_per_key
     else:
         rate, burst = settings.rate_limit_per_ip, settings.rate_limit_burst_per_ip
+        key = limit_key(key)
     decision = await gateway.limiter.hit(f"{kind}:{key}", rate, burst)
     state.rate_decision = decision
     if not decision.allowed:
         gateway.metrics.rate_limited.labels(kind).inc()
         raise _too_many(decision, kind)
+
+
+async def _refuse_spent_ip(state: Any, gateway: GatewayState, ip: str) -> None:
+    """429 when ``ip``'s failure budget is spent, before any credential is checked."""
+    settings = gateway.settings
+    if not settings.rate_limit_enabled:
+        return
+    decision = await gateway.limiter.exhausted(
+        f"ip:{limit_key(ip)}", settings.rate_limit_per_ip, settings.rate_limit_burst_per_ip
+    )
+    if decision is not None:
+        state.rate_decision = decision
+        gateway.metrics.rate_limited.labels("ip").inc()
+        raise _too_many(decision, "ip")
 
 
 async def authenticate(
@@ -129,6 +151,7 @@ async def authenticate(
     token = credentials.credentials if credentials is not None else None
     record = None
     if token and gateway.api_keys is not None:
+        await _refuse_spent_ip(request.state, gateway, client_ip(request))
         record = await gateway.api_keys.verify(token)
     if record is None:
         await _charge(request, gateway, "ip", client_ip(request))
@@ -204,6 +227,7 @@ async def authenticate_connection(
     ticket = connection.query_params.get("ticket")
     state: Any = connection.state
     if ticket:
+        await _refuse_spent_ip(state, gateway, _peer_host(connection))
         principal = await gateway.tickets.redeem(ticket)
         if principal is None:
             await _charge_state(state, gateway, "ip", _peer_host(connection))
@@ -214,7 +238,10 @@ async def authenticate_connection(
         header = connection.headers.get("authorization")
         if header is not None:
             token = bearer_token(header)
-        record = await gateway.api_keys.verify(token) if token and gateway.api_keys else None
+        record = None
+        if token and gateway.api_keys:
+            await _refuse_spent_ip(state, gateway, _peer_host(connection))
+            record = await gateway.api_keys.verify(token)
         if record is None:
             await _charge_state(state, gateway, "ip", _peer_host(connection))
             raise unauthorized()

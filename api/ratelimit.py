@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 __all__ = [
@@ -104,6 +104,15 @@ class RateLimiter(Protocol):
         """Take one token from bucket ``key`` (created full on first use)."""
         ...
 
+    async def exhausted(self, key: str, rate: float, burst: int) -> RateDecision | None:
+        """The refusal a request on bucket ``key`` would get now, without taking a token.
+
+        ``None`` when the bucket has a token (or is unknown). Lets authentication refuse
+        a caller whose failure budget is spent *before* checking its credentials, so a
+        rate-limited caller learns nothing about whether a guessed key is valid.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -133,6 +142,15 @@ class MemoryRateLimiter:
         while len(self._buckets) > self._max_keys:
             self._buckets.popitem(last=False)
         return decision
+
+    async def exhausted(self, key: str, rate: float, burst: int) -> RateDecision | None:
+        """The refusal bucket ``key`` would give now (no token taken), or ``None``."""
+        state = self._buckets.get(key)
+        if state is None:
+            return None
+        now = float(self._clock())
+        _, decision = take_token(state[0], state[1], now, rate, burst)
+        return None if decision.allowed else decision
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -176,15 +194,28 @@ class RedisRateLimiter:
         prefix: key prefix, so several deployments can share one Redis.
         fail_open: when Redis cannot be reached, allow the request (logged) instead of
             failing it; availability of the API matters more than exact budgets.
+        max_refusals: refusals remembered locally for :meth:`exhausted` (bounded; the
+            oldest are forgotten first).
     """
 
-    def __init__(self, url: str, *, prefix: str = "glueberry:rl:", fail_open: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "glueberry:rl:",
+        fail_open: bool = True,
+        max_refusals: int = 10_000,
+    ) -> None:
         import redis.asyncio as aioredis
 
         self._redis: Any = aioredis.from_url(url)
         self._script: Any = self._redis.register_script(_LUA_SCRIPT)
         self._prefix = prefix
         self._fail_open = fail_open
+        # key -> (monotonic time a token is available again, the refusal): answered
+        # locally, without a Redis round trip on every authenticated request.
+        self._refused: OrderedDict[str, tuple[float, RateDecision]] = OrderedDict()
+        self._max_refusals = max_refusals
 
     async def hit(self, key: str, rate: float, burst: int) -> RateDecision:
         """Take one token from bucket ``key`` atomically in Redis."""
@@ -200,7 +231,7 @@ class RedisRateLimiter:
             log.warning("rate limiter: redis unavailable (%s); allowing request", exc)
             return RateDecision(True, burst, burst, 0.0, 0.0, burst / rate)
         level = float(level_text)
-        return RateDecision(
+        decision = RateDecision(
             allowed=bool(int(allowed)),
             limit=burst,
             remaining=int(level),
@@ -208,6 +239,28 @@ class RedisRateLimiter:
             reset_after=(burst - level) / rate,
             window=burst / rate,
         )
+        self._refused.pop(key, None)
+        if not decision.allowed:
+            self._refused[key] = (time.monotonic() + decision.retry_after, decision)
+            while len(self._refused) > self._max_refusals:
+                self._refused.popitem(last=False)
+        return decision
+
+    async def exhausted(self, key: str, rate: float, burst: int) -> RateDecision | None:
+        """The last refusal of bucket ``key`` on this replica while it lasts, or ``None``.
+
+        Only refusals this replica saw are known (no Redis round trip): across replicas
+        a spent budget is noticed by each one at its next charge of the bucket.
+        """
+        entry = self._refused.get(key)
+        if entry is None:
+            return None
+        until, decision = entry
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._refused[key]
+            return None
+        return replace(decision, retry_after=left)
 
     async def ping(self) -> bool:
         """Whether Redis answers."""
