@@ -135,7 +135,11 @@ class P2PHost(Protocol):
         ...
 
     async def dial(
-        self, peer_id: PeerId, addrs: Sequence[Multiaddr], *, timeout: float
+        self,
+        peer_id: PeerId,
+        addrs: Sequence[Multiaddr],
+        *,
+        timeout: float,  # noqa: ASYNC109 - a dial is bounded per call, by contract
     ) -> ConnectionInfo:
         """Connect to a peer (or return the existing connection).
 
@@ -145,7 +149,11 @@ class P2PHost(Protocol):
         ...
 
     async def new_stream(
-        self, peer_id: PeerId, protocols: Sequence[str], *, timeout: float
+        self,
+        peer_id: PeerId,
+        protocols: Sequence[str],
+        *,
+        timeout: float,  # noqa: ASYNC109 - negotiation is bounded per call, by contract
     ) -> P2PStream:
         """Open a stream on the existing connection and negotiate one of ``protocols``.
 
@@ -186,7 +194,12 @@ class P2PHost(Protocol):
         """Close the connection to ``peer_id`` (no-op when not connected)."""
         ...
 
-    async def ping(self, peer_id: PeerId, *, timeout: float) -> float:
+    async def ping(
+        self,
+        peer_id: PeerId,
+        *,
+        timeout: float,  # noqa: ASYNC109 - a ping is bounded per call, by contract
+    ) -> float:
         """Round-trip time in seconds over ``/ipfs/ping/1.0.0``."""
         ...
 
