@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import base58
@@ -78,6 +78,9 @@ class PeerId:
     """A libp2p peer id for an Ed25519 key (identity multihash of the public key proto)."""
 
     multihash: bytes
+    # The base58 text, computed once: peer ids are rendered on hot paths (every received
+    # message handed to the gateway), and base58 encoding costs several microseconds.
+    _text: str | None = field(default=None, compare=False, hash=False, repr=False)
 
     @classmethod
     def from_public_key(cls, raw: bytes) -> PeerId:
@@ -132,7 +135,11 @@ class PeerId:
 
     def to_string(self) -> str:
         """The base58btc text form."""
-        return base58.b58encode(self.multihash).decode("ascii")
+        text = self._text
+        if text is None:
+            text = base58.b58encode(self.multihash).decode("ascii")
+            object.__setattr__(self, "_text", text)
+        return text
 
     def __str__(self) -> str:
         return self.to_string()
