@@ -19,7 +19,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["register", "run"]
+__all__ = ["WS_MAX_QUEUE", "register", "run", "ws_max_message_size"]
 
 HELP = """\
 Start a Glueberry node and its HTTP gateway (one process, one event loop).
@@ -159,6 +159,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+WS_MAX_QUEUE = 4
+"""Client WebSocket messages uvicorn reads ahead of the application per connection."""
+
+
+def ws_max_message_size(max_message_size: int) -> int:
+    """Largest client WebSocket message accepted: a binary frame carrying one engine
+    message, or a JSON text frame (at most ``MAX_CONTROL_FRAME``), plus slack."""
+    from api.channels.frames import MAX_CONTROL_FRAME
+
+    return max(MAX_CONTROL_FRAME, max_message_size) + 4096
+
+
 def _http_url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -241,6 +253,10 @@ async def serve(settings: Any, *, env_file: str | None = ".env") -> int:
             # Open event streams (SSE) never end on their own: on shutdown, give
             # in-flight responses 5 s, then cancel them (WebSockets get 1012 at once).
             timeout_graceful_shutdown=5,
+            # uvicorn's defaults (16 MiB messages, 32 queued per connection) let one
+            # client make the gateway buffer 512 MiB while a send waits on backpressure.
+            ws_max_size=ws_max_message_size(int(config.max_message_size)),
+            ws_max_queue=WS_MAX_QUEUE,
         )
     )
     try:
