@@ -416,7 +416,7 @@ def test_byte_release_validation_and_bad_byte_watermarks() -> None:
     fc.release(1, 4)
     for kwargs in ({"high_bytes": 0}, {"high_bytes": 10, "low_bytes": 10}, {"low_bytes": 3}):
         with pytest.raises(ValueError, match="bytes"):
-            FlowController(3, 1, **kwargs)  # type: ignore[arg-type]
+            FlowController(3, 1, **kwargs)
     assert "/10B" in repr(FlowController(3, 1, high_bytes=10))
 
 
