@@ -67,7 +67,10 @@ from models.flusher import PeriodicFlusher
 from models.settings import DatabaseSettings
 from models.tables import AuditRow, BanRow, PeerAddrRow, PeerRow
 
-__all__ = ["SqlRepository", "resolve_engine"]
+__all__ = ["PENDING_HARD_LIMIT_FACTOR", "SqlRepository", "resolve_engine"]
+
+PENDING_HARD_LIMIT_FACTOR = 4
+"""Pending hot data is kept for at most this many times ``max_pending`` peers."""
 
 
 _peers = cast(Table, PeerRow.__table__)
@@ -131,7 +134,11 @@ class SqlRepository:
         local_peer_id: the local node's peer id; every row is scoped by it.
         max_metadata_size: metadata limit in bytes (``Config.max_metadata_size``).
         flush_interval: seconds between flushes of hot data once :meth:`start` ran.
-        max_pending: peers with pending hot data that trigger an early flush.
+        max_pending: peers with pending hot data that trigger an early flush. Touches
+            are recorded for any peer id (inbound peers mint them freely), so while
+            flushes fail (database down) pending data stops growing at
+            ``PENDING_HARD_LIMIT_FACTOR * max_pending`` peers: touches of further peers
+            are dropped (counted in :attr:`dropped_touches`); known ones still merge.
         clock: epoch-seconds clock (injectable for tests).
 
     Raises:
@@ -155,6 +162,9 @@ class SqlRepository:
         self._max_metadata_size = max_metadata_size
         self._flush_interval = flush_interval
         self._max_pending = max_pending
+        self._hard_limit = PENDING_HARD_LIMIT_FACTOR * max(1, max_pending)
+        #: Touches dropped because pending hot data reached its hard limit.
+        self.dropped_touches = 0
         self._clock = clock
         self._owns_engine = False
         # Hot data: ``_pending`` collects touches; while a flush writes a batch it sits in
@@ -275,6 +285,9 @@ class SqlRepository:
     def _merge_pending(self, peer: PeerId, upd: HotUpdate) -> None:
         cur = self._pending.get(peer)
         if cur is None:
+            if len(self._pending) >= self._hard_limit:
+                self.dropped_touches += 1
+                return
             self._pending[peer] = upd
         else:
             cur.first_seen = min(cur.first_seen, upd.first_seen)
@@ -289,6 +302,10 @@ class SqlRepository:
             peer_id = check_peer_id(peer_id)
         cur = self._pending.get(peer_id)
         if cur is None:
+            if len(self._pending) >= self._hard_limit:
+                self.dropped_touches += 1
+                self._flusher.wake()
+                return
             self._pending[peer_id] = HotUpdate(seen_at, seen_at, 1 if connected else 0)
             if len(self._pending) >= self._max_pending:
                 self._flusher.wake()

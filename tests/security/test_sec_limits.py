@@ -55,3 +55,28 @@ def test_rate_buckets_of_many_addresses_stay_bounded() -> None:
         lim.release(ip, Direction.INBOUND, established=False)
     assert len(lim._buckets) <= gate._MAX_BUCKETS
     assert not lim._per_ip
+
+
+async def test_hot_data_of_unknown_peers_stays_bounded_while_the_database_is_down() -> None:
+    from engine.crypto.identity import Identity
+    from engine.errors import StorageError
+    from models import create_engine
+    from models.repository import PENDING_HARD_LIMIT_FACTOR, SqlRepository
+
+    engine = create_engine("sqlite+aiosqlite:///:memory:")  # never migrated: flushes fail
+    repo = SqlRepository(engine, Identity.generate().peer_id, max_pending=5)
+    limit = PENDING_HARD_LIMIT_FACTOR * 5
+    try:
+        peers = [Identity.generate().peer_id for _ in range(limit + 15)]
+        for i, peer in enumerate(peers):  # fresh peer ids, as inbound attackers mint them
+            repo.touch_peer(peer, seen_at=1000.0 + i, connected=True)
+        assert repo.dropped_touches == 15
+        repo.touch_peer(peers[0], seen_at=5000.0)  # a known one still merges
+        assert repo.dropped_touches == 15
+        with pytest.raises(StorageError):
+            await repo.flush()  # the batch comes back, still bounded
+        for peer in peers:
+            repo.touch_peer(peer, seen_at=6000.0)
+        assert len(repo._pending) == limit
+    finally:
+        await engine.dispose()
