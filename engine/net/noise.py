@@ -406,6 +406,7 @@ class NoiseHandshake:
         self._out = bytearray()
         self._phase = _HsPhase.RUNNING
         self._transport: NoiseTransport | None = None
+        self._remote_payload: bytes | None = None
         self.remote_peer: PeerId | None = None
         if initiator:
             self._send(self._state.write_message(b""))
@@ -414,6 +415,16 @@ class NoiseHandshake:
     def done(self) -> bool:
         """Whether the handshake completed and the peer is authenticated."""
         return self._phase is _HsPhase.DONE
+
+    @property
+    def remote_static_key(self) -> bytes | None:
+        """The peer's 32-byte X25519 static key, once its handshake message carried it."""
+        return self._state.remote_static
+
+    @property
+    def remote_payload(self) -> bytes | None:
+        """The peer's decrypted ``NoiseHandshakePayload`` bytes, once verified."""
+        return self._remote_payload
 
     def _send(self, message: bytes) -> None:
         self._out += _LEN_PREFIX.pack(len(message)) + message
@@ -475,6 +486,7 @@ class NoiseHandshake:
                         details={"expected": str(self._expected), "actual": str(peer)},
                     )
                 self.remote_peer = peer
+                self._remote_payload = payload
             if not state.finished:
                 self._send(state.write_message(self._static.payload))
             if state.finished:
