@@ -67,10 +67,22 @@ from models.flusher import PeriodicFlusher
 from models.settings import DatabaseSettings
 from models.tables import AuditRow, BanRow, PeerAddrRow, PeerRow
 
-__all__ = ["PENDING_HARD_LIMIT_FACTOR", "SqlRepository", "resolve_engine"]
+__all__ = [
+    "AUDIT_TRIM_EVERY",
+    "DEFAULT_MAX_AUDIT_ENTRIES",
+    "PENDING_HARD_LIMIT_FACTOR",
+    "SqlRepository",
+    "resolve_engine",
+]
 
 PENDING_HARD_LIMIT_FACTOR = 4
 """Pending hot data is kept for at most this many times ``max_pending`` peers."""
+
+DEFAULT_MAX_AUDIT_ENTRIES = 1_000_000
+"""Audit entries kept per node by default (about the newest million)."""
+
+AUDIT_TRIM_EVERY = 1000
+"""Appends between two trims of the audit log to ``max_audit_entries``."""
 
 
 _peers = cast(Table, PeerRow.__table__)
@@ -139,6 +151,10 @@ class SqlRepository:
             flushes fail (database down) pending data stops growing at
             ``PENDING_HARD_LIMIT_FACTOR * max_pending`` peers: touches of further peers
             are dropped (counted in :attr:`dropped_touches`); known ones still merge.
+        max_audit_entries: the audit log keeps about this many newest entries (older ones
+            are deleted every ``AUDIT_TRIM_EVERY`` appends): remote peers can make the
+            node append entries (a failed handshake is one), so the log must not grow
+            without bound. ``None`` keeps everything (prune with :meth:`prune_audit`).
         clock: epoch-seconds clock (injectable for tests).
 
     Raises:
@@ -153,10 +169,15 @@ class SqlRepository:
         max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
         flush_interval: float = 5.0,
         max_pending: int = 10_000,
+        max_audit_entries: int | None = DEFAULT_MAX_AUDIT_ENTRIES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not flush_interval > 0:
             raise InvalidInputError("flush_interval must be positive")
+        if max_audit_entries is not None and max_audit_entries < 1:
+            raise InvalidInputError("max_audit_entries must be positive (or None)")
+        self._max_audit = max_audit_entries
+        self._audit_since_trim = 0
         self._engine = resolve_engine(source)
         self._local = check_peer_id(local_peer_id).to_string()
         self._max_metadata_size = max_metadata_size
@@ -646,6 +667,24 @@ class SqlRepository:
                     detail=clean_detail,
                 )
             )
+        self._audit_since_trim += 1
+        if self._max_audit is not None and self._audit_since_trim >= AUDIT_TRIM_EVERY:
+            self._audit_since_trim = 0
+            await self._trim_audit(self._max_audit)
+
+    async def _trim_audit(self, keep: int) -> None:
+        """Delete all but the ``keep`` newest audit entries of this node."""
+        mine = _audit.c.local_peer_id == self._local
+        cutoff = (
+            select(_audit.c.id)
+            .where(mine)
+            .order_by(_audit.c.id.desc())
+            .offset(keep)
+            .limit(1)
+            .scalar_subquery()
+        )
+        async with self._write() as conn:
+            await conn.execute(delete(_audit).where(mine, _audit.c.id <= cutoff))
 
     async def list_audit(self, *, since_id: int = 0, limit: int = 100) -> list[AuditEntry]:
         """See :meth:`engine.repository.Repository.list_audit`."""
