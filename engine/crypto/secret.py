@@ -16,6 +16,7 @@ import logging
 import sys
 import weakref
 from collections.abc import Iterator
+from typing import NoReturn
 
 from engine.errors import CryptoError
 
@@ -221,3 +222,15 @@ class SecretBytes:
         return f"<SecretBytes {state}>"
 
     __str__ = __repr__
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # Pickling would write the key bytes wherever the pickle goes (caches, queues
+        # to other processes, crash dumps), and copy.copy would share the buffer with an
+        # object that has no finaliser of its own: both are refused.
+        raise TypeError("SecretBytes cannot be pickled or copied; use reveal() explicitly")
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError("SecretBytes cannot be copied; use SecretBytes(secret.reveal())")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        raise TypeError("SecretBytes cannot be copied; use SecretBytes(secret.reveal())")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine.crypto.identity import Identity
+from engine.crypto.secret import SecretBytes
 from engine.errors import InsecureKeyFileError, InvalidInputError, KeyFileError
 from models.addressbook import load_addressbook
 
@@ -53,3 +57,25 @@ def test_database_password_stays_out_of_settings_repr_and_errors() -> None:
     with pytest.raises(ValidationError) as info:
         DatabaseSettings(database_url="mysql://user:hunter2@db/glueberry")
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "leak",
+    [
+        lambda s: pickle.dumps(s),
+        lambda s: pickle.dumps(s, protocol=0),
+        lambda s: copy.copy(s),
+        lambda s: copy.deepcopy(s),
+    ],
+)
+def test_secret_bytes_cannot_be_pickled_or_copied(leak: Callable[[SecretBytes], object]) -> None:
+    with SecretBytes(bytearray(b"\x42" * 32)) as secret, pytest.raises(TypeError):
+        leak(secret)
+
+
+def test_secret_holders_do_not_show_key_bytes() -> None:
+    with Identity.generate() as ident:
+        seed_hex = ident.seed.reveal().hex()
+        for text in (repr(ident), str(ident), repr(ident.seed), f"{ident.seed}"):
+            assert seed_hex not in text
+            assert seed_hex[:16] not in text
