@@ -36,6 +36,12 @@ def multiaddr_ip(addr: Multiaddr) -> _IPAddress | None:
     return None
 
 
+def _unmapped(ip: _IPAddress) -> _IPAddress:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 class Blacklist:
     """Banned peer ids and networks; implements the host's connection gate.
 
@@ -84,9 +90,14 @@ class Blacklist:
         return record is not None and record.active(self._clock())
 
     def is_ip_banned(self, ip: _IPAddress) -> bool:
-        """Whether ``ip`` lies inside a banned network."""
+        """Whether ``ip`` lies inside a banned network.
+
+        An IPv4-mapped IPv6 address (``::ffff:192.0.2.7``) is the IPv4 address it maps:
+        a dual-stack socket reaches that IPv4 host, so the IPv4 bans apply to it.
+        """
         if not self._networks:
             return False
+        ip = _unmapped(ip)
         now = self._clock()
         for network, record in self._networks.values():
             if ip.version == network.version and ip in network and record.active(now):

@@ -219,6 +219,8 @@ class CidrGate:
         if ip_text is None:
             return True
         ip = ipaddress.ip_address(ip_text)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack socket reaches the IPv4 host it maps
         return not any(ip.version == net.version and ip in net for net in self._networks)
 
     def allow_peer(self, peer_id: PeerId, direction: Direction) -> bool:

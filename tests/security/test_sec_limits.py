@@ -80,3 +80,23 @@ async def test_hot_data_of_unknown_peers_stays_bounded_while_the_database_is_dow
         assert len(repo._pending) == limit
     finally:
         await engine.dispose()
+
+
+def test_ipv4_bans_cover_ipv4_mapped_ipv6_addresses() -> None:
+    from multiaddr import Multiaddr
+
+    from engine.blacklist import Blacklist
+    from engine.net.gate import CidrGate
+    from engine.repository import BanRecord
+
+    blacklist = Blacklist(clock=lambda: 0.0)
+    blacklist.add(BanRecord("10.0.0.0/8", "cidr", "", 0.0, None))
+    mapped = Multiaddr("/ip6/::ffff:10.1.2.3/tcp/4001")
+    assert blacklist.is_addr_banned(mapped)
+    assert not blacklist.allow_addr(mapped, Direction.INBOUND)
+    assert blacklist.usable_addrs([mapped, Multiaddr("/ip4/192.0.2.1/tcp/1")]) == [
+        Multiaddr("/ip4/192.0.2.1/tcp/1")
+    ]
+    assert not blacklist.is_addr_banned(Multiaddr("/ip6/2001:db8::1/tcp/1"))
+    gate = CidrGate(["10.0.0.0/8"])
+    assert not gate.allow_addr(mapped, Direction.OUTBOUND)
