@@ -235,6 +235,28 @@ class ConnectionManager:
                 or peer.last_error
                 or ConnectionClosedError(f"connection to {peer.peer_id} went {tr.state.value}"),
             )
+            if tr.state is ConnectionState.DISCONNECTED:
+                self._drop_if_idle(peer)
+
+    def _drop_if_idle(self, peer: _Peer) -> None:
+        # Peer ids are free to mint: state is kept only for peers we may dial (address
+        # book) or that have something pending. A peer that connected to us and left
+        # needs none; it gets a fresh machine if it comes back. (Cooldown keeps its
+        # entry until it expires: the cooldown is the state.)
+        if (
+            peer.addrs
+            or peer.waiters
+            or peer.keep_transport  # replaced(): the same peer comes right back up
+            or peer.inline_dial
+            or peer.dial_task is not None
+            or peer.dial_epoch is not None
+            or peer.handshake_timer is not None
+            or peer.reconnect_timer is not None
+            or peer.cooldown_timer is not None
+        ):
+            return
+        if self._peers.get(peer.peer_id) is peer:
+            del self._peers[peer.peer_id]
 
     def _perform(self, peer: _Peer, action: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -533,11 +555,11 @@ class ConnectionManager:
         """Host notification: a connection is up (secured and muxed)."""
         if not self._running:
             return
-        peer = self._peer(info.peer_id)
         if self._is_blacklisted(info.peer_id):
             self._refused(info.peer_id, RefusalReason.BLACKLISTED_PEER, info.direction.value)
             self._spawn(self._disconnect_quietly(info.peer_id))
             return
+        peer = self._peer(info.peer_id)
         now = self._clock()
         state = peer.machine.state
         if state in _CONNECTED:
