@@ -169,6 +169,12 @@ async def read_identify(stream: P2PStream) -> IdentifyInfo:
         header = None
         with contextlib.suppress(MalformedFrameError):
             header = decode_uvarint(data)
+        if header is not None and header[0] > MAX_IDENTIFY_SIZE:
+            # Refuse the announcement itself rather than buffer up to the limit first.
+            raise RemoteProtocolError(
+                "identify message too large",
+                details={"size": header[0], "limit": MAX_IDENTIFY_SIZE},
+            )
         if header is not None and len(data) - header[1] >= header[0]:
             break  # the whole prefixed message arrived; no need to wait for EOF
     return decode_identify_response(bytes(data), stream.remote_peer)

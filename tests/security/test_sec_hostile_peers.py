@@ -149,3 +149,34 @@ def test_pings_answered_while_the_peer_reads_never_fail() -> None:
 def test_max_queued_replies_is_validated() -> None:
     with pytest.raises(ValueError, match="max_queued_replies"):
         YamuxSession(True, max_queued_replies=0)
+
+
+# -- identify: the announced length is checked before buffering ------------------------------
+
+
+class _OneChunkStream:
+    """Serves one chunk, then fails the test if read again (the reader must stop)."""
+
+    remote_peer = Identity.generate().peer_id
+
+    def __init__(self, chunk: bytes) -> None:
+        self.chunk: bytes | None = chunk
+        self.reads = 0
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        self.reads += 1
+        if self.chunk is None:
+            raise AssertionError("read past an oversized announcement")
+        chunk, self.chunk = self.chunk, None
+        return chunk
+
+
+async def test_identify_refuses_an_oversized_announcement_before_buffering() -> None:
+    from engine.net.identify import read_identify
+    from engine.net.protobuf import MAX_IDENTIFY_SIZE
+    from engine.varint import encode_uvarint
+
+    stream = _OneChunkStream(encode_uvarint(MAX_IDENTIFY_SIZE + 1) + b"\x0a")
+    with pytest.raises(RemoteProtocolError, match="too large"):
+        await read_identify(stream)  # type: ignore[arg-type]
+    assert stream.reads == 1
