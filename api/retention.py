@@ -18,7 +18,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MessagePage", "MessageRetention", "RetainedMessage"]
+__all__ = [
+    "DEFAULT_MAX_RETAINED_BYTES",
+    "MessagePage",
+    "MessageRetention",
+    "RetainedMessage",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +54,38 @@ class MessagePage:
     oldest: int
 
 
+DEFAULT_MAX_RETAINED_BYTES = 64 * 1024 * 1024
+"""Payload bytes retained at most by default (remote peers choose message sizes)."""
+
+
 class MessageRetention:
     """A ring buffer of received messages with waiting readers.
 
     Args:
         capacity: messages kept at most (the oldest are evicted).
+        max_bytes: payload bytes kept at most; the oldest messages are evicted until a
+            new one fits (a single larger message is kept alone). Remote peers choose
+            message sizes: without it, ``capacity`` messages of the largest size
+            (10,000 x 1 MiB by default) could be held.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, max_bytes: int = DEFAULT_MAX_RETAINED_BYTES) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self._buffer: deque[RetainedMessage] = deque(maxlen=capacity)
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._buffer: deque[RetainedMessage] = deque()
+        self._bytes = 0
         self._last_seq = 0
         self._changed = asyncio.Event()
         self.evicted = 0
+
+    @property
+    def retained_bytes(self) -> int:
+        """Payload bytes currently retained."""
+        return self._bytes
 
     @property
     def last_seq(self) -> int:
@@ -84,9 +107,12 @@ class MessageRetention:
             data=data,
             received_at=time.time() if received_at is None else received_at,
         )
-        if len(self._buffer) == self._buffer.maxlen:
+        buffer = self._buffer
+        while buffer and (len(buffer) >= self.capacity or self._bytes + len(data) > self.max_bytes):
+            self._bytes -= len(buffer.popleft().data)
             self.evicted += 1
-        self._buffer.append(message)
+        buffer.append(message)
+        self._bytes += len(data)
         # Wake every waiter; each one re-checks its own filter.
         self._changed.set()
         self._changed = asyncio.Event()
