@@ -276,6 +276,8 @@ def check_audit_detail(detail: Mapping[str, Any] | None) -> dict[str, Any]:
         encoded = json.dumps(out, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"audit detail is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidInputError("audit detail is nested too deeply") from None
     if len(encoded.encode()) > MAX_AUDIT_DETAIL_SIZE:
         raise InvalidInputError(f"audit detail exceeds {MAX_AUDIT_DETAIL_SIZE} bytes of JSON")
     result: dict[str, Any] = json.loads(encoded)  # a deep, JSON-clean copy
