@@ -7,6 +7,7 @@ validators that see text from HTTP bodies, CLI arguments, imported files and pee
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -47,10 +48,8 @@ multiaddr_like = st.one_of(
 
 
 def _typed_only(fn: Callable[[], Any]) -> None:
-    try:
+    with contextlib.suppress(GlueberryError):
         fn()
-    except GlueberryError:
-        pass
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
