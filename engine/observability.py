@@ -74,6 +74,8 @@ class DropReason(enum.StrEnum):
     DECRYPTION = "decryption_failed"
     #: An inbound stream for a name not prepared for the peer: reset.
     UNKNOWN_STREAM = "unknown_stream"
+    #: An inbound stream beyond the two per (peer, name) read at once: reset.
+    TOO_MANY_STREAMS = "too_many_streams"
     #: The transport write of a queued message failed.
     WRITE_FAILED = "write_failed"
     #: Queued for sending on a stream that ended before the message was written, or

@@ -27,6 +27,8 @@ IMPROVEMENT_PLAN.md):
   channel is thus at most ``max(send_buffer_bytes, max_message_size)`` of payload plus
   38 bytes of framing and cipher overhead per message, plus one joined copy of the batch
   being written.
+- *Bounded per peer.* At most two inbound streams per (peer, name) are read at once
+  (each may buffer one partial frame of up to ``max_message_size``); more are reset.
 - *Every drop is reported* to the node with a :class:`~engine.observability.DropReason`.
 """
 
@@ -55,7 +57,7 @@ from engine.errors import (
 )
 from engine.framing import FrameDecoder, encode_frame
 from engine.handshake import stream_protocol
-from engine.net.interface import P2PHost, P2PStream
+from engine.net.interface import Direction, P2PHost, P2PStream
 from engine.observability import DropReason
 
 __all__ = [
@@ -69,6 +71,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _READ_SIZE = 256 * 1024
+# Inbound streams read at once per (peer, name); more are reset (memory bound).
+_MAX_INBOUND_PER_CHANNEL = 2
 _PREFIX = "/glueberry/stream/"
 _SUFFIX = "/1.0.0"
 
@@ -344,6 +348,17 @@ class StreamManager:
             await stream.reset()
             return
         ch = self._channel(state, name)
+        inbound = sum(1 for s in ch.streams if s.direction is Direction.INBOUND)
+        if inbound >= _MAX_INBOUND_PER_CHANNEL:
+            # Each stream may buffer a partial frame of up to max_message_size: a peer
+            # opening streams without end would hold that much per stream. A well-behaved
+            # peer has one per name (two briefly, while a failed one is wound down).
+            _log.debug(
+                "refused inbound stream %s from %s: %d already open", name, state.peer_id, inbound
+            )
+            self._events.message_dropped(state.peer_id, name, DropReason.TOO_MANY_STREAMS)
+            await stream.reset()
+            return
         ch.streams.add(stream)
         await self._read_loop(state, ch, stream)
 

@@ -7,6 +7,7 @@ recorder implementing :class:`engine.observability.Metrics`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from engine.errors import (
     PeerBlacklistedError,
     PeerInCooldownError,
     StorageError,
+    StreamError,
 )
 from engine.handshake import stream_protocol
 from engine.node import Node
@@ -432,3 +434,33 @@ async def test_handshake_messages_dropped_by_a_full_subscription_are_counted(
     assert kept is not None
     assert kept.data == b"hello 2"
     assert sub.dropped == 2
+
+
+async def test_inbound_streams_per_name_are_bounded_and_refusals_counted(
+    cluster: Cluster,
+) -> None:
+    a = await traced(cluster)
+    b = await traced(cluster)
+    await connect_pair(a.node, b.node)
+    streams = []
+    for _ in range(5):
+        with contextlib.suppress(StreamError):  # reset by B while negotiating: refused
+            streams.append(
+                await a.node.host.new_stream(
+                    b.node.peer_id, [stream_protocol("messages")], timeout=5
+                )
+            )
+    async with asyncio.timeout(10):
+        while len(b.metrics.of("message_dropped")) < 3:
+            await asyncio.sleep(0.01)
+    assert (
+        b.metrics.of("message_dropped")
+        == [(a.node.peer_id, "messages", DropReason.TOO_MANY_STREAMS)] * 3
+    )
+    # The two accepted streams are read: a frame on each is taken apart (and, not being
+    # encrypted under the stream key, dropped as such).
+    for stream in streams[:2]:
+        await stream.write(encode_uvarint(3) + encode_uvarint(2) + b"ok")
+    async with asyncio.timeout(10):
+        while len(b.metrics.of("decryption_error")) < 2:
+            await asyncio.sleep(0.01)
