@@ -31,3 +31,28 @@ async def test_arbitrary_http_methods_do_not_create_new_series(tmp_path: Path) -
         requests = app.state.gateway.metrics.requests
         methods = {s.labels["method"] for s in requests.collect()[0].samples}
         assert len(methods) <= 10, f"{len(methods)} method labels from one client"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "reported, not fixed here (api/settings.py is owned by another engineer): "
+        "GatewaySettings shows database_url / redis_url passwords in its repr and in "
+        "validation errors"
+    ),
+)
+def test_gateway_settings_hide_connection_passwords(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    settings = GatewaySettings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url="postgresql://u:hunter2@db/g",
+        redis_url="redis://:sesame@cache:6379/0",
+    )
+    assert "hunter2" not in repr(settings)
+    assert "sesame" not in repr(settings)
+    with pytest.raises(ValidationError) as info:
+        GatewaySettings(_env_file=None, data_dir=tmp_path, redis_url=["redis://:sesame@x"])  # type: ignore[call-arg,arg-type]
+    assert "sesame" not in str(info.value)
