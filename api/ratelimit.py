@@ -192,8 +192,12 @@ class RedisRateLimiter:
     Args:
         url: ``redis://`` URL.
         prefix: key prefix, so several deployments can share one Redis.
-        fail_open: when Redis cannot be reached, allow the request (logged) instead of
-            failing it; availability of the API matters more than exact budgets.
+        fail_open: when Redis cannot be reached, keep serving (availability of the API
+            matters more than exact budgets) with this replica's own in-memory buckets
+            instead of failing the request. Budgets stay enforced per replica, so an
+            outage of Redis does not lift the limit on guessing keys. The outage is
+            logged once, and its end too (not once per request: that would let clients
+            flood the log).
         max_refusals: refusals remembered locally for :meth:`exhausted` (bounded; the
             oldest are forgotten first).
     """
@@ -216,6 +220,8 @@ class RedisRateLimiter:
         # locally, without a Redis round trip on every authenticated request.
         self._refused: OrderedDict[str, tuple[float, RateDecision]] = OrderedDict()
         self._max_refusals = max_refusals
+        self._fallback = MemoryRateLimiter()
+        self._degraded = False
 
     async def hit(self, key: str, rate: float, burst: int) -> RateDecision:
         """Take one token from bucket ``key`` atomically in Redis."""
@@ -228,8 +234,18 @@ class RedisRateLimiter:
         except (RedisError, OSError) as exc:
             if not self._fail_open:
                 raise
-            log.warning("rate limiter: redis unavailable (%s); allowing request", exc)
-            return RateDecision(True, burst, burst, 0.0, 0.0, burst / rate)
+            if not self._degraded:
+                self._degraded = True
+                log.warning(
+                    "rate limiter: redis unavailable (%s); using this replica's own buckets",
+                    type(exc).__name__,
+                )
+            decision = await self._fallback.hit(key, rate, burst)
+            self._remember(key, decision)
+            return decision
+        if self._degraded:
+            self._degraded = False
+            log.info("rate limiter: redis reachable again; budgets are shared again")
         level = float(level_text)
         decision = RateDecision(
             allowed=bool(int(allowed)),
@@ -239,12 +255,15 @@ class RedisRateLimiter:
             reset_after=(burst - level) / rate,
             window=burst / rate,
         )
+        self._remember(key, decision)
+        return decision
+
+    def _remember(self, key: str, decision: RateDecision) -> None:
         self._refused.pop(key, None)
         if not decision.allowed:
             self._refused[key] = (time.monotonic() + decision.retry_after, decision)
             while len(self._refused) > self._max_refusals:
                 self._refused.popitem(last=False)
-        return decision
 
     async def exhausted(self, key: str, rate: float, burst: int) -> RateDecision | None:
         """The last refusal of bucket ``key`` on this replica while it lasts, or ``None``.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from api.ratelimit import MemoryRateLimiter
 from models import ApiKeyRepository
 
@@ -93,5 +97,23 @@ async def test_redis_limiter_remembers_refusals_locally_and_boundedly() -> None:
         answers["b"] = [1, "1", "0"]
         assert (await limiter.hit("b", 1.0, 2)).allowed
         assert await limiter.exhausted("b", 1.0, 2) is None  # an allowed hit clears it
+    finally:
+        await limiter.aclose()
+
+
+async def test_redis_outage_keeps_budgets_per_replica_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from api.ratelimit import RedisRateLimiter
+
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    try:
+        with caplog.at_level(logging.INFO, logger="glueberry.api.ratelimit"):
+            decisions = [await limiter.hit("ip:192.0.2.1", 0.001, 2) for _ in range(5)]
+        assert [d.allowed for d in decisions] == [True, True, False, False, False]
+        assert await limiter.exhausted("ip:192.0.2.1", 0.001, 2) is not None
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "127.0.0.1" not in warnings[0].getMessage()
     finally:
         await limiter.aclose()
