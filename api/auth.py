@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from api.errors import ApiError
+from api.ratelimit import REDIS_TIMEOUT
 
 __all__ = [
     "ApiKeyVerifier",
@@ -226,7 +227,11 @@ class RedisTicketStore:
     def __init__(self, url: str, *, prefix: str = "glueberry:ticket:") -> None:
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.from_url(url)
+        # Bounded waits: an unreachable (blackholed) Redis must not hang every request
+        # for the OS connect timeout.
+        self._redis: Any = aioredis.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+        )
         self._prefix = prefix
 
     async def issue(self, principal: Principal, ttl: float) -> tuple[str, float]:

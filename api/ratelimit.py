@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 __all__ = [
+    "REDIS_TIMEOUT",
     "MemoryRateLimiter",
     "RateDecision",
     "RateLimiter",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("glueberry.api.ratelimit")
+
+REDIS_TIMEOUT = 1.0
+"""Seconds a Redis connect or command may take (rate limits and tickets)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +216,11 @@ class RedisRateLimiter:
     ) -> None:
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.from_url(url)
+        # Bounded waits: an unreachable (blackholed) Redis must not hang every request
+        # for the OS connect timeout.
+        self._redis: Any = aioredis.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+        )
         self._script: Any = self._redis.register_script(_LUA_SCRIPT)
         self._prefix = prefix
         self._fail_open = fail_open

@@ -117,3 +117,19 @@ async def test_redis_outage_keeps_budgets_per_replica_and_logs_once(
         assert "127.0.0.1" not in warnings[0].getMessage()
     finally:
         await limiter.aclose()
+
+
+async def test_redis_clients_have_bounded_timeouts() -> None:
+    from api.auth import RedisTicketStore
+    from api.ratelimit import REDIS_TIMEOUT, RedisRateLimiter
+
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0")
+    tickets = RedisTicketStore("redis://127.0.0.1:1/0")
+    try:
+        for client in (limiter._redis, tickets._redis):
+            kwargs = client.connection_pool.connection_kwargs
+            assert kwargs["socket_timeout"] == REDIS_TIMEOUT
+            assert kwargs["socket_connect_timeout"] == REDIS_TIMEOUT
+    finally:
+        await limiter.aclose()
+        await tickets.aclose()
