@@ -183,27 +183,39 @@ class MemoryTicketStore:
     Args:
         max_tickets: outstanding tickets kept at most; the oldest are dropped.
         clock: wall clock in seconds (tests pass a fake one).
+        max_per_key: outstanding tickets one API key may hold; its own oldest are
+            dropped beyond it, so one key holder cannot flush the tickets of others out
+            of the shared ``max_tickets``.
     """
 
-    def __init__(self, max_tickets: int = 10_000, clock: Any = time.time) -> None:
+    def __init__(
+        self, max_tickets: int = 10_000, clock: Any = time.time, *, max_per_key: int = 100
+    ) -> None:
         self._max = max_tickets
+        self._max_per_key = max(1, max_per_key)
         self._clock = clock
         self._tickets: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._by_key: dict[str, OrderedDict[str, None]] = {}
 
     async def issue(self, principal: Principal, ttl: float) -> tuple[str, float]:
         """Create a ticket."""
         now = float(self._clock())
         self._purge(now)
         ticket = _new_ticket()
+        digest = _ticket_digest(ticket)
         expires_at = now + ttl
-        self._tickets[_ticket_digest(ticket)] = (replace(principal, via="ticket"), expires_at)
+        self._tickets[digest] = (replace(principal, via="ticket"), expires_at)
+        mine = self._by_key.setdefault(principal.key_id, OrderedDict())
+        mine[digest] = None
+        while len(mine) > self._max_per_key:
+            self._drop(next(iter(mine)))
         while len(self._tickets) > self._max:
-            self._tickets.popitem(last=False)
+            self._drop(next(iter(self._tickets)))
         return ticket, expires_at
 
     async def redeem(self, ticket: str) -> Principal | None:
         """Consume a ticket (single use)."""
-        entry = self._tickets.pop(_ticket_digest(ticket), None)
+        entry = self._drop(_ticket_digest(ticket))
         if entry is None:
             return None
         principal, expires_at = entry
@@ -211,14 +223,24 @@ class MemoryTicketStore:
             return None
         return principal
 
+    def _drop(self, digest: str) -> tuple[Principal, float] | None:
+        entry = self._tickets.pop(digest, None)
+        if entry is not None:
+            mine = self._by_key.get(entry[0].key_id)
+            if mine is not None:
+                mine.pop(digest, None)
+                if not mine:
+                    del self._by_key[entry[0].key_id]
+        return entry
+
     def _purge(self, now: float) -> None:
         # Tickets are inserted in expiry order (one TTL per store in practice), so expired
         # ones sit at the front.
         while self._tickets:
-            _, (_, expires_at) = next(iter(self._tickets.items()))
+            digest, (_, expires_at) = next(iter(self._tickets.items()))
             if expires_at > now:
                 break
-            self._tickets.popitem(last=False)
+            self._drop(digest)
 
 
 class RedisTicketStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -133,3 +134,28 @@ async def test_redis_clients_have_bounded_timeouts() -> None:
     finally:
         await limiter.aclose()
         await tickets.aclose()
+
+
+async def test_one_key_cannot_flush_the_tickets_of_others() -> None:
+    from api.auth import MemoryTicketStore, Principal, Scope
+
+    store = MemoryTicketStore(max_tickets=1000, clock=lambda: 0.0, max_per_key=5)
+    victim = Principal("victim", "v", frozenset({Scope.MONITOR}))
+    flooder = Principal("flooder", "f", frozenset({Scope.MONITOR}))
+    kept, _ = await store.issue(victim, ttl=30)
+    flood = [(await store.issue(flooder, ttl=30))[0] for _ in range(2000)]
+    assert await store.redeem(kept) == replace(victim, via="ticket")
+    assert await store.redeem(flood[0]) is None  # the flooder lost its own oldest
+    assert await store.redeem(flood[-1]) is not None
+    assert len(store._tickets) == 4
+    assert set(store._by_key) == {"flooder"}
+
+
+async def test_ticket_store_stays_bounded_overall() -> None:
+    from api.auth import MemoryTicketStore, Principal, Scope
+
+    store = MemoryTicketStore(max_tickets=10, clock=lambda: 0.0, max_per_key=100)
+    for i in range(50):
+        await store.issue(Principal(f"k{i}", "n", frozenset({Scope.MONITOR})), ttl=30)
+    assert len(store._tickets) == 10
+    assert sum(len(v) for v in store._by_key.values()) == 10
