@@ -29,6 +29,7 @@ from api.retention import MessageRetention
 from api.routes import ROUTERS
 from api.settings import GatewaySettings
 from api.state import GatewayState
+from engine.events import run_cursor_base
 
 __all__ = ["API_VERSION", "create_app", "operation_id"]
 
@@ -105,7 +106,7 @@ def create_app(
         api_keys=api_keys,
         limiter=rate_limiter,
         tickets=ticket_store,
-        retention=MessageRetention(settings.message_retention),
+        retention=MessageRetention(settings.message_retention, first_seq=run_cursor_base()),
         registry=registry,
         metrics=metrics,
         loop_lag=LoopLagMonitor(),

@@ -69,16 +69,27 @@ class MessageRetention:
             (10,000 x 1 MiB by default) could be held.
     """
 
-    def __init__(self, capacity: int, *, max_bytes: int = DEFAULT_MAX_RETAINED_BYTES) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        max_bytes: int = DEFAULT_MAX_RETAINED_BYTES,
+        first_seq: int = 1,
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
+        if first_seq < 1:
+            raise ValueError("first_seq must be at least 1")
         self.capacity = capacity
         self.max_bytes = max_bytes
         self._buffer: deque[RetainedMessage] = deque()
         self._bytes = 0
-        self._last_seq = 0
+        # The gateway starts each run at engine.events.run_cursor_base(), above every
+        # cursor an earlier run issued, so such a cursor is recognised (see read()).
+        self._first_seq = first_seq
+        self._last_seq = first_seq - 1
         self._changed = asyncio.Event()
         self.evicted = 0
 
@@ -128,10 +139,12 @@ class MessageRetention:
     ) -> MessagePage:
         """Messages after ``since`` matching the filters, without waiting."""
         oldest = self._buffer[0].seq if self._buffer else 0
-        # A cursor from the future was issued before a restart: the reader may have
-        # missed everything retained since, so read from the start and report the gap.
-        reset = since > self._last_seq
-        since = 0 if reset else max(0, since)
+        # A cursor above the newest message or below this run's first one was issued by
+        # an earlier run (before a restart): the reader may have missed messages, so read
+        # from this run's start and report the gap. Cursor 0 means "from the start".
+        start_cursor = self._first_seq - 1
+        reset = since > self._last_seq or 0 < since < start_cursor
+        since = start_cursor if reset else max(start_cursor, since)
         gap = reset or (bool(self._buffer) and since < oldest - 1)
         start = max(0, since - oldest + 1) if self._buffer else 0
         out: list[RetainedMessage] = []

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from collections.abc import Set as AbstractSet
@@ -51,6 +52,7 @@ __all__ = [
     "Filter",
     "Overflow",
     "Subscription",
+    "run_cursor_base",
 ]
 
 T = TypeVar("T")
@@ -526,6 +528,18 @@ class EventHub(Generic[T]):
         self._subs.pop(sub, None)
 
 
+def run_cursor_base() -> int:
+    """A first id/sequence number for this run: the current time in microseconds.
+
+    Event ids and message cursors restart with every run of a node. Starting each run
+    above every id an earlier run can have issued (one per microsecond at most) lets a
+    cursor from an earlier run be recognised as such, instead of silently skipping the
+    new run's first events. The value stays below 2**53, so JavaScript clients read it
+    exactly.
+    """
+    return max(1, time.time_ns() // 1000)
+
+
 class ConnectionEventHub(EventHub[ConnectionEvent]):
     """The connection-event hub: global ids, a retention ring, resumable cursors.
 
@@ -559,6 +573,11 @@ class ConnectionEventHub(EventHub[ConnectionEvent]):
         self._first_id = first_id
         self._last_id = first_id - 1
         self._ring: deque[ConnectionEvent] = deque(maxlen=retention)
+
+    @property
+    def first_id(self) -> int:
+        """Id of this run's first event (see :func:`run_cursor_base`)."""
+        return self._first_id
 
     @property
     def last_id(self) -> int:
@@ -641,6 +660,11 @@ class ConnectionEventHub(EventHub[ConnectionEvent]):
         """
         if event_id > self._last_id:
             return [], False
+        if 0 < event_id < self._first_id - 1:
+            # A cursor below this run's first id was issued by an earlier run of the node
+            # (see run_cursor_base): everything retained is new to the client, and what the
+            # earlier run emitted after its cursor is gone. Incomplete: the client resets.
+            return self._since_start(filter), False
         after = max(event_id, self._first_id - 1)
         if not self._ring:  # nothing published yet (the ring never empties afterwards)
             return [], True
@@ -651,6 +675,9 @@ class ConnectionEventHub(EventHub[ConnectionEvent]):
         if filter is not None:
             events = [e for e in events if filter.matches(e)]
         return events, complete
+
+    def _since_start(self, filter: Filter[ConnectionEvent] | None) -> list[ConnectionEvent]:
+        return [e for e in self._ring if filter is None or filter.matches(e)]
 
     def subscribe_from(
         self,

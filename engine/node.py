@@ -48,7 +48,14 @@ from engine.errors import (
     StreamError,
     TransportError,
 )
-from engine.events import ConnectionEvent, ConnectionEventHub, EventFilter, EventHub, Subscription
+from engine.events import (
+    ConnectionEvent,
+    ConnectionEventHub,
+    EventFilter,
+    EventHub,
+    Subscription,
+    run_cursor_base,
+)
 from engine.flow import FlowController
 from engine.framing import FrameDecoder, encode_frame
 from engine.handshake import (
@@ -217,7 +224,9 @@ class Node:
 
         self._blacklist = Blacklist()
         self._events = ConnectionEventHub(
-            config.event_buffer_size, retention=config.event_retention
+            config.event_buffer_size,
+            retention=config.event_retention,
+            first_id=run_cursor_base(),
         )
         self._messages: EventHub[IncomingMessage] = EventHub(
             config.message_buffer_size,
@@ -618,8 +627,13 @@ class Node:
 
     @property
     def last_event_id(self) -> int:
-        """Id of the latest event (0 before any)."""
+        """Id of the latest event (``first_event_id - 1`` before any)."""
         return self._events.last_id
+
+    @property
+    def first_event_id(self) -> int:
+        """Id of this run's first event: ids restart above every earlier run's."""
+        return self._events.first_id
 
     def messages(
         self,

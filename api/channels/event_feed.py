@@ -117,6 +117,15 @@ def _subscribe_from(
     return backlog, complete, subscription, int(node.last_event_id)
 
 
+def _reset_reason(node: Any, since: int, last: int) -> str:
+    """Why the cursor ``since`` cannot be resumed (the ``reason`` of a reset frame)."""
+    if since > last:
+        return "cursor_ahead"
+    if 0 < since < int(node.first_event_id) - 1:
+        return "cursor_earlier_run"  # issued before the node restarted
+    return "cursor_expired"
+
+
 def _oldest_retained(node: Any) -> int | None:
     events, _ = node.events_since(0)
     return int(events[0].id) if events else None
@@ -158,7 +167,7 @@ async def event_feed(
         last = int(node.last_event_id)
     try:
         if reset_from is not None:
-            reason = "cursor_ahead" if reset_from > last else "cursor_expired"
+            reason = _reset_reason(node, reset_from, last)
             yield frames.ready("events", last_event_id=last)
             yield frames.reset(reason, reset_from, _oldest_retained(node), last)
             snap, subscription, last = await _snapshot_and_subscribe(node, event_filter)

@@ -51,6 +51,11 @@ async def list_events(
     try:
         while True:
             events, in_retention = node.events_since(cursor)
+            if not in_retention and cursor > node.last_event_id:
+                # A cursor from before a restart, ahead of this run: read this run from
+                # its start, and say so with gap, rather than answering nothing forever.
+                cursor = node.first_event_id - 1
+                events, _ = node.events_since(cursor)
             gap = gap or not in_retention
             scanned = events[:limit]
             matching = [

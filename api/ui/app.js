@@ -520,7 +520,7 @@ function onEvent(frame) {
 
 function onReset(frame) {
   const why =
-    frame.reason === "cursor_ahead"
+    frame.reason === "cursor_ahead" || frame.reason === "cursor_earlier_run"
       ? "the node restarted (the stream's cursor belongs to an earlier run)"
       : "events after the last one seen are no longer retained";
   notice(

@@ -48,3 +48,24 @@ def test_default_retention_of_max_size_messages_is_bounded() -> None:
 def test_bounds_are_validated() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         MessageRetention(10, max_bytes=0)
+
+
+def test_cursor_from_an_earlier_run_reports_a_gap_and_reads_this_run() -> None:
+    from engine.events import run_cursor_base
+
+    buf = MessageRetention(capacity=100, first_seq=run_cursor_base())
+    for i in range(5):
+        buf.append("peer", "s", bytes([i]))
+    first = buf.last_seq - 4
+    page = buf.read(3, limit=100)  # a cursor an earlier run issued
+    assert page.gap is True
+    assert [m.seq for m in page.messages] == list(range(first, first + 5))
+    page = buf.read(0, limit=100)  # from the start of this run: no gap
+    assert page.gap is False
+    assert len(page.messages) == 5
+    page = buf.read(first + 1, limit=100)
+    assert page.gap is False
+    assert [m.seq for m in page.messages] == [first + 2, first + 3, first + 4]
+    page = buf.read(buf.last_seq + 10, limit=100)  # ahead: also from an earlier run
+    assert page.gap is True
+    assert len(page.messages) == 5

@@ -347,13 +347,20 @@ async def test_cursor_older_than_retention_gets_reset(
     small_pair: tuple[Side, Side], recorder: Recorder
 ) -> None:
     a, b = small_pair
+    async with ws_connect(f"{a.ws}/v1/events", "events", recorder, key=a.key) as ws:
+        ready = await ws.recv_json()
+    cursor = ready["last_event_id"]  # a cursor of this run, retained now
     for _ in range(3):  # > 8 events: the first ones leave the retention buffer
         await _disconnect(a, b)
         await _connect(a, b)
-    async with ws_connect(f"{a.ws}/v1/events?since=1", "events", recorder, key=a.key) as ws:
+    async with ws_connect(f"{a.ws}/v1/events?since={cursor}", "events", recorder, key=a.key) as ws:
         await ws.recv_json()
         reset = await ws.recv_json()
-        assert (reset["type"], reset["reason"], reset["since"]) == ("reset", "cursor_expired", 1)
+        assert (reset["type"], reset["reason"], reset["since"]) == (
+            "reset",
+            "cursor_expired",
+            cursor,
+        )
         snapshot = await ws.recv_json()
         assert snapshot["type"] == "snapshot"
         assert {"peer_id": b.peer_id, "state": "established"} in snapshot["peers"]

@@ -129,15 +129,18 @@ async def test_expired_or_foreign_cursor_gets_reset_then_snapshot(
     await connect_nodes(node, other)
     await node.disconnect(other.peer_id)
     await _settle(node, other, ConnectionState.DISCONNECTED)
-    assert node.last_event_id >= 4
+    assert node.last_event_id >= node.first_event_id + 3
     oldest = node.events_since(0)[0][0].id
-    async with ws_connect(f"{gateway.ws}/v1/events?since=1", "events", recorder, key=key) as ws:
+    expired = node.first_event_id  # this run's first event, evicted (retention 2)
+    async with ws_connect(
+        f"{gateway.ws}/v1/events?since={expired}", "events", recorder, key=key
+    ) as ws:
         assert (await ws.recv_json())["type"] == "ready"
         reset = await ws.recv_json()
         assert reset == {
             "type": "reset",
             "reason": "cursor_expired",
-            "since": 1,
+            "since": expired,
             "oldest_id": oldest,
             "last_event_id": node.last_event_id,
         }
@@ -152,6 +155,12 @@ async def test_expired_or_foreign_cursor_gets_reset_then_snapshot(
         await ws.recv_json()
         reset = await ws.recv_json()
         assert (reset["type"], reset["reason"]) == ("reset", "cursor_ahead")
+        assert (await ws.recv_json())["type"] == "snapshot"
+    # A cursor below this run's first id was issued by an earlier run of the node.
+    async with ws_connect(f"{gateway.ws}/v1/events?since=1", "events", recorder, key=key) as ws:
+        await ws.recv_json()
+        reset = await ws.recv_json()
+        assert (reset["type"], reset["reason"]) == ("reset", "cursor_earlier_run")
         assert (await ws.recv_json())["type"] == "snapshot"
     # A retained cursor resumes normally.
     last = node.last_event_id
@@ -218,7 +227,7 @@ async def test_snapshot_then_changes_no_gap_no_duplicate_under_churn(
         assert model == truth
         # No gap: every global id after the snapshot is there (no filter was given).
         assert ids == list(range(snap["last_event_id"], node.last_event_id + 1)), ids
-    assert len(all_events) == node.last_event_id
+    assert [e.id for e in all_events] == list(range(node.first_event_id, node.last_event_id + 1))
 
 
 async def test_filters_and_heartbeat_cursor(

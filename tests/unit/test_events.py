@@ -492,3 +492,36 @@ def test_fanout_model(ops: list[tuple[str, int]], drop_oldest: bool) -> None:
         if not s.closed:
             assert len(m) == len(g) + s.pending + s.dropped
             assert s.drop_reasons == ({BUFFER_FULL: s.dropped} if s.dropped else {})
+
+
+def test_cursor_from_an_earlier_run_is_incomplete_and_gets_everything_retained() -> None:
+    from engine.events import run_cursor_base
+
+    earlier = ConnectionEventHub()
+    pid = _peer_for_run_tests()
+    for _ in range(3):
+        earlier.emit(pid, ConnectionState.CONNECTING, ConnectionState.DISCONNECTED, 0.0)
+    old_cursor = earlier.last_id  # 3: what a client of the earlier run holds
+
+    hub = ConnectionEventHub(first_id=run_cursor_base())
+    assert hub.first_id > old_cursor
+    assert hub.events_since(old_cursor) == ([], False)  # nothing yet, but not resumable
+    for _ in range(5):  # the new run has already passed the old cursor's value
+        hub.emit(pid, ConnectionState.CONNECTING, ConnectionState.DISCONNECTED, 0.0)
+    events, complete = hub.events_since(old_cursor)
+    assert complete is False
+    assert [e.id for e in events] == list(range(hub.first_id, hub.last_id + 1))
+    # Cursor 0 still means "from this run's start", and is complete.
+    events, complete = hub.events_since(0)
+    assert complete is True
+    assert len(events) == 5
+    # A cursor of this run resumes exactly.
+    events, complete = hub.events_since(hub.first_id + 1)
+    assert complete is True
+    assert [e.id for e in events] == list(range(hub.first_id + 2, hub.last_id + 1))
+
+
+def _peer_for_run_tests() -> PeerId:
+    from engine.crypto import Identity
+
+    return Identity.from_seed(bytes(32)).peer_id
