@@ -62,6 +62,18 @@ class GatewayMetrics:
         )
 
 
+# Methods recorded as themselves; any other token (clients choose it freely) is "OTHER",
+# so a client cannot add a time series per request.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+
+def _method_label(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in _KNOWN_METHODS else "OTHER"
+
+
 def _route_template(scope: Scope) -> str:
     # The router stores the matched route in the scope; its template (not the raw path)
     # keeps label cardinality bounded.
@@ -94,7 +106,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = _route_template(scope)
-            method = str(scope.get("method", ""))
+            method = _method_label(scope)
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
             if status in (401, 403):

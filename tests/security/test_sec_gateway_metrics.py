@@ -11,15 +11,6 @@ from api.app import create_app
 from api.settings import GatewaySettings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "reported, not fixed here (api/metrics.py is outside this review's edit scope): "
-        "MetricsMiddleware labels requests with the raw HTTP method, which the client "
-        "chooses freely (any token), so each new method is a new time series"
-    ),
-)
 async def test_arbitrary_http_methods_do_not_create_new_series(tmp_path: Path) -> None:
     settings = GatewaySettings(_env_file=None, data_dir=tmp_path, http_port=0)  # type: ignore[call-arg]
     app = create_app(settings)
