@@ -45,6 +45,8 @@ class GatewaySettings(BaseSettings):
         extra="ignore",
         validate_default=True,
         frozen=True,
+        # Connection URLs carry passwords: never echo an input value in an error.
+        hide_input_in_errors=True,
     )
 
     # -- listening ------------------------------------------------------------------------
@@ -67,6 +69,7 @@ class GatewaySettings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None,
+        repr=False,  # may carry a password
         description=(
             "SQLAlchemy async URL (postgresql+asyncpg://..., sqlite+aiosqlite:///...); "
             "unset = SQLite file glueberry.db in data_dir."
@@ -77,6 +80,7 @@ class GatewaySettings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
+        repr=False,  # may carry a password
         description="Redis URL; when set, rate-limit budgets are shared by every replica.",
     )
 

@@ -24,15 +24,6 @@ async def test_arbitrary_http_methods_do_not_create_new_series(tmp_path: Path) -
         assert len(methods) <= 10, f"{len(methods)} method labels from one client"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "reported, not fixed here (api/settings.py is owned by another engineer): "
-        "GatewaySettings shows database_url / redis_url passwords in its repr and in "
-        "validation errors"
-    ),
-)
 def test_gateway_settings_hide_connection_passwords(tmp_path: Path) -> None:
     from pydantic import ValidationError
 
@@ -44,6 +35,10 @@ def test_gateway_settings_hide_connection_passwords(tmp_path: Path) -> None:
     )
     assert "hunter2" not in repr(settings)
     assert "sesame" not in repr(settings)
+    assert "hunter2" not in str(settings)
+    # Still usable by the code that connects.
+    assert settings.effective_database_url == "postgresql://u:hunter2@db/g"
+    assert settings.redis_url == "redis://:sesame@cache:6379/0"
     with pytest.raises(ValidationError) as info:
         GatewaySettings(_env_file=None, data_dir=tmp_path, redis_url=["redis://:sesame@x"])  # type: ignore[call-arg,arg-type]
     assert "sesame" not in str(info.value)
