@@ -183,6 +183,13 @@ class GatewaySettings(BaseSettings):
     idempotency_keys: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
         default=100_000, description="Stream-send idempotency keys remembered (LRU)."
     )
+    idempotency_keys_per_api_key: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=10_000,
+        description=(
+            "Stream-send idempotency keys one API key may hold; keys in flight are never "
+            "evicted, so a new key is refused (`idempotency_keys_exhausted`) when all are."
+        ),
+    )
     idempotency_ttl: Annotated[float, Field(gt=0, le=86_400)] = Field(
         default=600.0, description="Seconds a stream-send idempotency key is remembered."
     )

@@ -62,7 +62,12 @@ def channel_state(gateway: GatewayState, app: Any) -> ChannelState:
     state: ChannelState | None = getattr(app.state, "channels", None)
     if state is None:
         settings = gateway.settings
-        state = ChannelState(IdempotencyCache(settings.idempotency_keys, settings.idempotency_ttl))
+        cache = IdempotencyCache(
+            settings.idempotency_keys,
+            settings.idempotency_ttl,
+            max_per_owner=settings.idempotency_keys_per_api_key,
+        )
+        state = ChannelState(cache)
         app.state.channels = state
     return state
 

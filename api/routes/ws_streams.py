@@ -4,7 +4,10 @@
   ``{"type": "send", "data": "<base64>", "key": "<idempotency key>"}`` sends too, and a
   ``key`` makes it idempotent: a send whose key was already acknowledged (on this or an
   earlier connection of the same API key, peer and stream) is acknowledged with
-  ``duplicate: true`` and not sent again.
+  ``duplicate: true`` and not sent again. Each API key holds at most
+  ``idempotency_keys_per_api_key`` keys; a key in flight is never forgotten, so when
+  all of them are in flight a new key is nacked with ``idempotency_keys_exhausted``
+  (status 429, retryable).
 - **Every inbound frame gets exactly one reply**, in order: ``{"type": "ack", "seq": n}``
   or ``{"type": "nack", "seq": n, "code", "status", "message"}``, where ``n`` counts the
   frames the client sent on this connection (1, 2, ...). A nack means nothing was sent.
@@ -169,7 +172,8 @@ async def _read_sends(
         settings.ws_rate_limit, settings.ws_rate_burst, settings.ws_rate_close_after
     )
     may_send = principal.allows(Scope.STREAMS_SEND)
-    scope_prefix = (principal.key_id, str(peer), stream)
+    owner = principal.key_id
+    scope_prefix = (str(peer), stream)
     send_text = websocket.send_text
     seq = 0
     while True:
@@ -214,7 +218,7 @@ async def _read_sends(
             continue
         cache_key = (*scope_prefix, key) if key is not None else None
         if cache_key is not None:
-            state = cache.begin(cache_key)
+            state = cache.begin(owner, cache_key)
             if state is KeyState.DONE:
                 await send_text(frames.encode(frames.ack(seq, key, duplicate=True)))
                 continue
@@ -226,6 +230,19 @@ async def _read_sends(
                             "duplicate_in_flight",
                             "a send with this key is in flight; retry later",
                             409,
+                            key,
+                        )
+                    )
+                )
+                continue
+            if state is KeyState.FULL:
+                await send_text(
+                    frames.encode(
+                        frames.nack(
+                            seq,
+                            "idempotency_keys_exhausted",
+                            "too many keyed sends of this API key in flight; retry later",
+                            429,
                             key,
                         )
                     )
@@ -245,9 +262,9 @@ async def _read_sends(
             # Also on cancellation: a key must not stay "pending" when its connection dies.
             if cache_key is not None:
                 if sent:
-                    cache.done(cache_key)
+                    cache.done(owner, cache_key)
                 else:
-                    cache.forget(cache_key)
+                    cache.forget(owner, cache_key)
         if key is None:
             await send_text(frames.ack_text(seq))
         else:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import websockets
 
+from api.channels.idempotency import KeyState
 from models import ApiKeyRepository
 
 from .ws_kit import LiveGateway, Recorder, pair, recorder, ws_connect
@@ -251,3 +252,44 @@ async def test_slow_reader_gets_lag_dropped_then_4008(
         await tx.send(b"after")
         assert (await tx.recv_json())["type"] == "ack"
         assert await healthy.recv() == b"after"
+
+
+@pytest.mark.parametrize("pair", [{"idempotency_keys_per_api_key": 2}], indirect=True)
+async def test_idempotency_quota_refuses_when_all_keys_are_in_flight(
+    pair: tuple[LiveGateway, LiveGateway], api_keys: ApiKeyRepository, recorder: Recorder
+) -> None:
+    from api.routes.ws_common import channel_state
+
+    a, b = pair
+    created = await api_keys.create("ws", ["monitor", "streams:send"])
+    cache = channel_state(a.app.state.gateway, a.app).idempotency
+
+    def frame(key: str) -> dict[str, str]:
+        return {"type": "send", "data": base64.b64encode(key.encode()).decode(), "key": key}
+
+    url = _stream_url(a, b.node.peer_id)
+    async with ws_connect(url, "stream", recorder, key=created.token) as tx:
+        await tx.recv_json()
+        await tx.send(frame("k-1"))
+        assert await tx.recv_json() == {"type": "ack", "seq": 1, "key": "k-1"}
+        # Two sends of this API key in flight on other connections fill its quota (2):
+        # the acknowledged k-1 is evicted for one of them, the in-flight ones never are.
+        other = (str(b.node.peer_id), "messages")
+        assert cache.begin(created.record.key_id, (*other, "busy-1")) is KeyState.NEW
+        assert cache.begin(created.record.key_id, (*other, "busy-2")) is KeyState.NEW
+        await tx.send(frame("k-2"))
+        nack = await tx.recv_json()
+        assert (nack["type"], nack["seq"], nack["key"]) == ("nack", 2, "k-2")
+        assert (nack["code"], nack["status"]) == ("idempotency_keys_exhausted", 429)
+        await tx.send(frame("busy-1"))  # the in-flight key is still known: no double send
+        assert (await tx.recv_json())["code"] == "duplicate_in_flight"
+        # Another API key is not affected by this one's quota.
+        async with ws_connect(
+            url, "stream", recorder, key=await _key(api_keys, "monitor", "streams:send")
+        ) as other_tx:
+            await other_tx.recv_json()
+            await other_tx.send(frame("k-2"))
+            assert await other_tx.recv_json() == {"type": "ack", "seq": 1, "key": "k-2"}
+        cache.forget(created.record.key_id, (*other, "busy-2"))
+        await tx.send(frame("k-2"))
+        assert await tx.recv_json() == {"type": "ack", "seq": 4, "key": "k-2"}

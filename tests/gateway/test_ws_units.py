@@ -127,20 +127,82 @@ def test_rate_limiter_refuses_over_burst_and_closes_when_persisting() -> None:
 def test_idempotency_states_ttl_and_bound() -> None:
     clock = FakeClock()
     cache = IdempotencyCache(max_entries=2, ttl=10, clock=clock)
-    assert cache.begin("a") is KeyState.NEW
-    assert cache.begin("a") is KeyState.PENDING
-    cache.done("a")
-    assert cache.begin("a") is KeyState.DONE
-    assert cache.begin("b") is KeyState.NEW
-    cache.forget("b")  # a failed send may be retried with the same key
-    assert cache.begin("b") is KeyState.NEW
-    cache.done("b")
+    assert cache.begin("o", "a") is KeyState.NEW
+    assert cache.begin("o", "a") is KeyState.PENDING
+    cache.done("o", "a")
+    assert cache.begin("o", "a") is KeyState.DONE
+    assert cache.begin("o", "b") is KeyState.NEW
+    cache.forget("o", "b")  # a failed send may be retried with the same key
+    assert cache.begin("o", "b") is KeyState.NEW
+    cache.done("o", "b")
     clock.now += 11
-    assert cache.begin("a") is KeyState.NEW  # expired
-    cache.done("a")
-    assert cache.begin("c") is KeyState.NEW  # evicts the least recently used ("b")
+    assert cache.begin("o", "a") is KeyState.NEW  # expired
+    cache.done("o", "a")
+    assert cache.begin("o", "c") is KeyState.NEW  # evicts the least recently used ("b")
     assert len(cache) == 2
-    assert cache.begin("b") is KeyState.NEW
+    cache.done("o", "c")
+    assert cache.begin("o", "b") is KeyState.NEW
+
+
+def test_idempotency_in_flight_keys_are_never_evicted() -> None:
+    cache = IdempotencyCache(max_entries=100, ttl=10, max_per_owner=2, clock=FakeClock())
+    assert cache.begin("o", "a") is KeyState.NEW
+    assert cache.begin("o", "b") is KeyState.NEW
+    # The quota is all in flight: a new key is refused, nothing is evicted.
+    assert cache.begin("o", "c") is KeyState.FULL
+    assert cache.begin("o", "a") is KeyState.PENDING
+    assert cache.begin("o", "b") is KeyState.PENDING
+    assert (len(cache), cache.in_flight("o")) == (2, 2)
+    cache.done("o", "a")
+    assert cache.begin("o", "c") is KeyState.NEW  # evicts the completed "a" only
+    assert cache.begin("o", "b") is KeyState.PENDING  # still in flight: no double send
+    assert cache.begin("o", "a") is KeyState.FULL  # "a" was evicted; b and c in flight
+    cache.forget("o", "b")
+    cache.forget("o", "c")
+    assert (len(cache), cache.in_flight("o")) == (0, 0)
+
+
+def test_idempotency_quota_is_per_owner() -> None:
+    cache = IdempotencyCache(max_entries=100, ttl=10, max_per_owner=3, clock=FakeClock())
+    for key in ("x1", "x2"):
+        assert cache.begin("victim", key) is KeyState.NEW
+        cache.done("victim", key)
+    # Another API key churning many keys evicts only its own.
+    for i in range(50):
+        assert cache.begin("noisy", i) is KeyState.NEW
+        cache.done("noisy", i)
+    assert cache.begin("victim", "x1") is KeyState.DONE
+    assert cache.begin("victim", "x2") is KeyState.DONE
+    assert len(cache) == 5
+
+
+def test_idempotency_global_bound_spares_in_flight_and_small_owners() -> None:
+    cache = IdempotencyCache(max_entries=4, ttl=10, max_per_owner=3, clock=FakeClock())
+    assert cache.begin("a", 1) is KeyState.NEW  # in flight
+    assert cache.begin("b", 1) is KeyState.NEW
+    cache.done("b", 1)
+    for key in (1, 2):
+        assert cache.begin("c", key) is KeyState.NEW
+        cache.done("c", key)
+    # Full: the owner with the most completed keys ("c") gives up its oldest.
+    assert cache.begin("a", 2) is KeyState.NEW
+    assert cache.begin("b", 1) is KeyState.DONE
+    assert cache.begin("c", 2) is KeyState.DONE
+    assert cache.begin("a", 1) is KeyState.PENDING
+    assert len(cache) == 4
+    # Completed keys go one by one; then everything is in flight and nothing is evicted.
+    assert cache.begin("d", 1) is KeyState.NEW
+    assert cache.begin("e", 1) is KeyState.NEW
+    assert cache.begin("f", 1) is KeyState.FULL
+    assert cache.begin("c", 1) is KeyState.FULL  # c1 was evicted first
+    for owner, key in (("a", 1), ("a", 2), ("d", 1), ("e", 1)):
+        assert cache.begin(owner, key) is KeyState.PENDING
+    assert len(cache) == 4
+
+
+def test_idempotency_bounds_validated() -> None:
+    with pytest.raises(ValueError, match="max_per_owner"):
+        IdempotencyCache(max_entries=10, ttl=1, max_per_owner=0)
 
 
 # -- frames ---------------------------------------------------------------------------------
