@@ -61,6 +61,7 @@ from engine.net.interface import Direction, P2PHost, P2PStream
 from engine.observability import DropReason
 
 __all__ = [
+    "STREAM_PROTOCOL_FAMILY",
     "DropReason",
     "FlowControl",
     "StreamEvents",
@@ -75,6 +76,8 @@ _READ_SIZE = 256 * 1024
 _MAX_INBOUND_PER_CHANNEL = 2
 _PREFIX = "/glueberry/stream/"
 _SUFFIX = "/1.0.0"
+STREAM_PROTOCOL_FAMILY = _PREFIX
+"""The key of the stream manager's protocol family on the host (not announced)."""
 
 
 def parse_stream_protocol(protocol_id: str) -> str | None:
@@ -191,6 +194,10 @@ class StreamManager:
         self._handler_refs: dict[str, int] = {}
         self._resets: set[asyncio.Task[None]] = set()
         self._closed = False
+        # One unannounced handler for the whole family: identify and multistream ``ls``
+        # list exact protocol ids only, so peers cannot learn the stream names in use.
+        # Negotiation accepts a name while some peer has it prepared (``na`` otherwise).
+        host.set_stream_handler_match(STREAM_PROTOCOL_FAMILY, self._serves, self.handle_inbound)
 
     # -- lifecycle per peer ----------------------------------------------------------------
 
@@ -303,6 +310,7 @@ class StreamManager:
     async def aclose(self) -> None:
         """Close every peer and wait for every task the manager started."""
         self._closed = True
+        self._host.remove_stream_handler_match(STREAM_PROTOCOL_FAMILY)
         tasks: list[asyncio.Task[None]] = []
         for peer_id in list(self._peers):
             tasks += self.close_peer(peer_id)
@@ -323,18 +331,18 @@ class StreamManager:
 
     # -- handlers ----------------------------------------------------------------------------
 
+    def _serves(self, protocol_id: str) -> bool:
+        # The family's match: a stream name some peer has prepared (and we are open).
+        name = parse_stream_protocol(protocol_id)
+        return name is not None and not self._closed and name in self._handler_refs
+
     def _ref_handler(self, name: str) -> None:
-        count = self._handler_refs.get(name, 0)
-        if count == 0:
-            self._host.set_stream_handler(stream_protocol(name), self.handle_inbound)
-        self._handler_refs[name] = count + 1
+        self._handler_refs[name] = self._handler_refs.get(name, 0) + 1
 
     def _unref_handler(self, name: str) -> None:
         count = self._handler_refs.get(name, 0) - 1
         if count <= 0:
             self._handler_refs.pop(name, None)
-            if not self._closed:
-                self._host.remove_stream_handler(stream_protocol(name))
         else:
             self._handler_refs[name] = count
 

@@ -23,6 +23,10 @@ connection: ping after ``keepalive_interval`` of silence, close after
 ``keepalive_timeout``). ``close()`` cancels and awaits every task. Notifications go
 through ``loop.call_soon`` so a notifee never runs inside the network path.
 
+Stream handlers: exact protocol ids (announced by identify and multistream ``ls``) and
+unannounced families (:meth:`Host.set_stream_handler_match`, see
+:mod:`engine.net.protocols`), so a host can serve ids it does not want to disclose.
+
 Identify data: :meth:`Host.connection_info` (``agent_version`` and ``protocols`` filled in
 once known), :meth:`Host.identify_info` / :meth:`Host.wait_identified` for everything.
 """
@@ -77,6 +81,7 @@ from engine.net.multistream import dial_select, listen_select
 from engine.net.muxer import MuxedStream, YamuxConnection
 from engine.net.noise import NOISE_PROTOCOL_ID, NoiseChannel, NoiseStaticKey, noise_handshake
 from engine.net.ping import PING_PROTOCOL_ID, handle_ping, ping_once
+from engine.net.protocols import ProtocolMatch, ProtocolTable
 from engine.net.transport import (
     TcpListener,
     parse_tcp_multiaddr,
@@ -201,10 +206,9 @@ class Host:
         self._conns: dict[PeerId, _Conn] = {}
         self._all_conns: set[_Conn] = set()
         self._muxers: set[YamuxConnection] = set()
-        self._handlers: dict[str, StreamHandler] = {
-            IDENTIFY_PROTOCOL_ID: self._handle_identify,
-            PING_PROTOCOL_ID: handle_ping,
-        }
+        self._handlers = ProtocolTable()
+        self._handlers.set(IDENTIFY_PROTOCOL_ID, self._handle_identify)
+        self._handlers.set(PING_PROTOCOL_ID, handle_ping)
         self._notifees: list[HostNotifee] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dials: dict[PeerId, asyncio.Task[ConnectionInfo]] = {}
@@ -314,14 +318,40 @@ class Host:
         return await self._open_stream(conn, protocols, timeout)
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
-        """Run ``handler`` in a new task for every inbound stream of ``protocol_id``."""
-        if not protocol_id or "\n" in protocol_id:
-            raise ValueError(f"invalid protocol id {protocol_id[:64]!r}")
-        self._handlers[protocol_id] = handler
+        """Run ``handler`` in a new task for every inbound stream of ``protocol_id``.
+
+        The id is announced (identify, multistream ``ls``).
+
+        Raises:
+            ValueError: an empty id or one containing a newline.
+        """
+        self._handlers.set(protocol_id, handler)
 
     def remove_stream_handler(self, protocol_id: str) -> None:
         """Stop accepting inbound streams of ``protocol_id``."""
-        self._handlers.pop(protocol_id, None)
+        self._handlers.remove(protocol_id)
+
+    def set_stream_handler_match(
+        self, family: str, match: ProtocolMatch, handler: StreamHandler
+    ) -> None:
+        """Run ``handler`` for every inbound stream whose protocol id ``match`` accepts.
+
+        The ids are negotiated but never announced (identify and ``ls`` list exact ids
+        only). Exact handlers win over families.
+
+        Args:
+            family: key for :meth:`remove_stream_handler_match` (not announced).
+            match: cheap predicate over protocol ids (an exception means no match).
+            handler: the stream handler.
+
+        Raises:
+            ValueError: an empty family key.
+        """
+        self._handlers.set_match(family, match, handler)
+
+    def remove_stream_handler_match(self, family: str) -> None:
+        """Stop accepting the protocol family registered as ``family``."""
+        self._handlers.remove_match(family)
 
     def add_notifee(self, notifee: HostNotifee) -> None:
         """Register for connect/disconnect notifications (delivered with call_soon)."""
@@ -780,13 +810,13 @@ class Host:
         try:
             async with asyncio.timeout(self._config.dial_timeout):
                 proto, left = await listen_select(
-                    lambda: inner.read(65536), inner.write, self._handlers.keys()
+                    lambda: inner.read(65536), inner.write, self._handlers
                 )
         except (GlueberryError, TimeoutError, OSError) as exc:
             _log.debug("inbound stream from %s: negotiation failed: %r", conn.peer_id, exc)
             await inner.reset()
             return
-        handler = self._handlers.get(proto)
+        handler = self._handlers.lookup(proto)
         if handler is None:  # removed meanwhile
             await inner.reset()
             return
@@ -815,7 +845,7 @@ class Host:
             agent_version=self._config.agent_version,
             listen_addrs=self.listen_addrs(),
             observed_addr=observed,
-            protocols=sorted(self._handlers),
+            protocols=self._handlers.listed(),
         )
         try:
             await write_identify(stream, message)

@@ -170,6 +170,22 @@ class P2PHost(Protocol):
         """Stop accepting inbound streams of ``protocol_id``."""
         ...
 
+    def set_stream_handler_match(
+        self, family: str, match: Callable[[str], bool], handler: StreamHandler
+    ) -> None:
+        """Run ``handler`` for inbound streams of every protocol id ``match`` accepts.
+
+        go-libp2p's ``SetStreamHandlerMatch``: multistream-select accepts the ids, but
+        identify and ``ls`` never list them (only ``set_stream_handler`` ids are
+        announced). Exact handlers win over families. ``family`` is the key for
+        :meth:`remove_stream_handler_match` and is not announced either.
+        """
+        ...
+
+    def remove_stream_handler_match(self, family: str) -> None:
+        """Stop accepting the protocol family registered as ``family``."""
+        ...
+
     def add_notifee(self, notifee: HostNotifee) -> None:
         """Register for connect/disconnect notifications."""
         ...

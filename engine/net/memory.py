@@ -46,6 +46,7 @@ from engine.net.interface import (
     P2PStream,
     StreamHandler,
 )
+from engine.net.protocols import ProtocolMatch, ProtocolTable
 
 __all__ = ["MemoryHost", "MemoryNetwork", "MemoryStream"]
 
@@ -249,7 +250,7 @@ class _Connection:
             remote_addr=remote,
             direction=direction,
             agent_version="glueberry-memory",
-            protocols=tuple(other._handlers),
+            protocols=tuple(other._handlers.listed()),
         )
 
 
@@ -301,7 +302,7 @@ class MemoryHost:
         self._peer_id = peer_id
         self._ip = ip
         self._addrs: list[Multiaddr] = []
-        self._handlers: dict[str, StreamHandler] = {}
+        self._handlers = ProtocolTable()
         self._notifees: list[HostNotifee] = []
         self._gate: ConnectionGate | None = None
         self._conns: dict[PeerId, _Connection] = {}
@@ -332,12 +333,30 @@ class MemoryHost:
     # -- configuration -----------------------------------------------------------------
 
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None:
-        """Accept inbound streams of ``protocol_id`` with ``handler``."""
-        self._handlers[protocol_id] = handler
+        """Accept (and announce) inbound streams of ``protocol_id`` with ``handler``.
+
+        Raises:
+            ValueError: an empty id or one containing a newline.
+        """
+        self._handlers.set(protocol_id, handler)
 
     def remove_stream_handler(self, protocol_id: str) -> None:
         """Stop accepting ``protocol_id``."""
-        self._handlers.pop(protocol_id, None)
+        self._handlers.remove(protocol_id)
+
+    def set_stream_handler_match(
+        self, family: str, match: ProtocolMatch, handler: StreamHandler
+    ) -> None:
+        """Accept every protocol id ``match`` accepts, unannounced (as on the real host).
+
+        Raises:
+            ValueError: an empty family key.
+        """
+        self._handlers.set_match(family, match, handler)
+
+    def remove_stream_handler_match(self, family: str) -> None:
+        """Stop accepting the family registered as ``family``."""
+        self._handlers.remove_match(family)
 
     def add_notifee(self, notifee: HostNotifee) -> None:
         """Register for connect/disconnect notifications."""
@@ -491,7 +510,7 @@ class MemoryHost:
             raise NotConnectedError(f"not connected to {peer_id}")
         remote = conn.other(self)
         for proto in protocols:
-            handler = remote._handlers.get(proto)
+            handler = remote._handlers.lookup(proto)
             if handler is not None:
                 break
         else:

@@ -105,3 +105,14 @@ class FaultyStreamHost:
             await handler(self._wrap(stream))
 
         self.inner.set_stream_handler(protocol_id, wrapped)
+
+    def set_stream_handler_match(
+        self,
+        family: str,
+        match: Callable[[str], bool],
+        handler: Callable[[P2PStream], Awaitable[None]],
+    ) -> None:
+        async def wrapped(stream: P2PStream) -> None:
+            await handler(self._wrap(stream))
+
+        self.inner.set_stream_handler_match(family, match, wrapped)
