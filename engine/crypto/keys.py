@@ -9,8 +9,8 @@ the shared secret to HKDF-SHA256 (empty salt, info ``glueberry-v1-stream-key``):
 - Public conversion (as libsodium's ``crypto_sign_ed25519_pk_to_curve25519``): decode the
   Edwards point strictly (canonical ``y < p``, on the curve, ``x = 0`` only with sign 0),
   refuse small-order points and points outside the prime-order subgroup, then map
-  ``u = (1 + y) / (1 - y) mod p``. The point checks run in pure Python (a few
-  milliseconds); they happen once per handshake, not per message.
+  ``u = (1 + y) / (1 - y) mod p``. The point checks run in pure Python (about 2 ms), so
+  the outcome (result or refusal) is cached per key in a bounded LRU (1,024 keys).
 - An all-zero X25519 result (a low-order peer key) is refused.
 
 Secrets are returned as :class:`~engine.crypto.secret.SecretBytes`; intermediates we create
@@ -19,6 +19,7 @@ are zeroed (see docs/security.md for what remains out of our reach).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -48,6 +49,8 @@ STREAM_KEY_SIZE = 32
 """Length of the v1 stream key (a ChaCha20-Poly1305 key)."""
 
 _KEY_LEN = 32
+# Ed25519 -> X25519 public conversions remembered (public data only; ~200 B each).
+_PUBLIC_CACHE_SIZE = 1024
 _ZERO32 = bytes(32)
 
 # -- Edwards25519 arithmetic (only what the public-key conversion needs) -------------------
@@ -157,7 +160,21 @@ def ed25519_public_to_x25519(public: bytes | bytearray | memoryview) -> bytes:
         InvalidPublicKeyError: the key is malformed, not canonical, not on the curve, of
             small order or outside the prime-order subgroup.
     """
-    y = _decode_edwards_y(bytes(public))
+    outcome = _convert_public(bytes(public))
+    if isinstance(outcome, str):  # the cached reason of a refusal
+        raise InvalidPublicKeyError(outcome)
+    return outcome
+
+
+@functools.lru_cache(maxsize=_PUBLIC_CACHE_SIZE)
+def _convert_public(public: bytes) -> bytes | str:
+    # Pure function of public data, cached (the point checks cost ~2 ms in pure Python
+    # and every stream-key derivation with the same peer repeats them). Refusals are
+    # cached too, so a peer resending a bad key costs no more CPU.
+    try:
+        y = _decode_edwards_y(public)
+    except InvalidPublicKeyError as exc:
+        return exc.message
     # y != 1 (the identity has small order), so 1 - y is invertible.
     u = (1 + y) * pow(1 - y, _P - 2, _P) % _P
     return u.to_bytes(_KEY_LEN, "little")
