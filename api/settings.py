@@ -177,6 +177,13 @@ class GatewaySettings(BaseSettings):
     ws_send_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="Seconds one write to a client may stall before closing (4008)."
     )
+    ws_max_channels_per_key: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=64,
+        description=(
+            "Realtime channels (WebSocket and SSE) one API key may hold open; more are "
+            "refused with 429 `too_many_channels` before the WebSocket is accepted."
+        ),
+    )
     ws_heartbeat: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=15.0, description="Idle seconds between `heartbeat` frames on event channels."
     )

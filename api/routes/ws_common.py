@@ -4,7 +4,8 @@ Authentication of a channel (WebSocket or SSE) happens before it is accepted, wi
 :func:`api.deps.authenticate_connection`: ``Origin`` allow-list, ``Authorization: Bearer``
 or a single-use ``?ticket=``, one charge of the HTTP rate limiter, and the channel's
 scope (``monitor`` to watch; sends need ``streams:send`` or ``peers:write``, checked per
-frame by the channels).
+frame by the channels). Each API key holds at most ``ws_max_channels_per_key`` channels
+open (:meth:`ChannelState.claim`); one more is refused with 429 ``too_many_channels``.
 
 A WebSocket refused before accept gets an HTTP error response (401 / 403 / 422 / 429 /
 503, the gateway's JSON error shape) through the ASGI ``websocket.http.response``
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
@@ -32,6 +33,7 @@ from api.state import GatewayState
 from engine.errors import GlueberryError, NodeNotRunningError
 
 __all__ = [
+    "ChannelSlot",
     "ChannelState",
     "channel_state",
     "close_quietly",
@@ -49,12 +51,71 @@ _CLOSE_BY_STATUS = {
 }
 
 
+class ChannelSlot:
+    """One open channel counted against its API key; :meth:`release` once it ends.
+
+    Releasing twice is harmless, so every exit path may release.
+    """
+
+    def __init__(self, state: ChannelState, key_id: str) -> None:
+        self._state = state
+        self._key_id: str | None = key_id
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        key_id, self._key_id = self._key_id, None
+        if key_id is not None:
+            self._state.release(key_id)
+
+    def __enter__(self) -> ChannelSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 @dataclass
 class ChannelState:
-    """Per-app state of the realtime channels (created on first use)."""
+    """Per-app state of the realtime channels (created on first use).
+
+    ``per_key`` counts the open channels (WebSocket and SSE) of each API key, bounded
+    by ``max_channels_per_key``.
+    """
 
     idempotency: IdempotencyCache
+    max_channels_per_key: int = 64
     open_channels: int = 0
+    per_key: dict[str, int] = field(default_factory=dict)
+
+    def claim(self, key_id: str) -> ChannelSlot:
+        """Count one more open channel of ``key_id``.
+
+        Returns:
+            the slot; release it when the channel ends.
+
+        Raises:
+            ApiError: 429 ``too_many_channels`` when the key already has
+                ``max_channels_per_key`` channels open.
+        """
+        count = self.per_key.get(key_id, 0)
+        if count >= self.max_channels_per_key:
+            raise ApiError(
+                429,
+                "too_many_channels",
+                f"this API key already has {count} channels open "
+                f"(limit {self.max_channels_per_key}); close one first",
+                details={"limit": self.max_channels_per_key},
+            )
+        self.per_key[key_id] = count + 1
+        return ChannelSlot(self, key_id)
+
+    def release(self, key_id: str) -> None:
+        """One channel of ``key_id`` ended (use :meth:`ChannelSlot.release`)."""
+        count = self.per_key.get(key_id, 0) - 1
+        if count > 0:
+            self.per_key[key_id] = count
+        else:
+            self.per_key.pop(key_id, None)
 
 
 def channel_state(gateway: GatewayState, app: Any) -> ChannelState:
@@ -67,7 +128,7 @@ def channel_state(gateway: GatewayState, app: Any) -> ChannelState:
             settings.idempotency_ttl,
             max_per_owner=settings.idempotency_keys_per_api_key,
         )
-        state = ChannelState(cache)
+        state = ChannelState(cache, settings.ws_max_channels_per_key)
         app.state.channels = state
     return state
 

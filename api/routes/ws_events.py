@@ -24,6 +24,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from api.auth import Scope
 from api.channels import frames
@@ -33,7 +35,7 @@ from api.channels.outbound import WriteClock
 from api.channels.sse import RETRY_MS, sse_event
 from api.deps import authenticate_connection, bearer_scheme
 from api.errors import AUTH_ERRORS, ApiError, error_responses, status_for
-from api.routes.ws_common import open_channel, refuse, run_channel
+from api.routes.ws_common import ChannelSlot, channel_state, open_channel, refuse, run_channel
 from api.routes.ws_messages import reject_commands
 from api.state import GatewayState
 from engine.errors import GlueberryError, NodeNotRunningError
@@ -85,26 +87,28 @@ async def events_channel(
 ) -> None:
     """Connection events over a WebSocket (see the module docstring)."""
     try:
-        gateway, _, node = await open_channel(websocket, Scope.MONITOR)
+        gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
         event_filter = _filter(peer, state)
+        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
     except ApiError as exc:
         await refuse(websocket, exc)
         return
-    await websocket.accept()
-    feed = event_feed(
-        node,
-        event_filter,
-        since=since,
-        snapshot=snapshot,
-        heartbeat=gateway.settings.ws_heartbeat,
-    )
-    reader = asyncio.ensure_future(reject_commands(websocket, gateway.settings))
-    clock = WriteClock()
-    writer = asyncio.ensure_future(_write_feed(websocket, feed, clock))
-    try:
-        await run_channel(websocket, reader, writer, gateway.settings, clock)
-    finally:
-        await feed.aclose()
+    with slot:
+        await websocket.accept()
+        feed = event_feed(
+            node,
+            event_filter,
+            since=since,
+            snapshot=snapshot,
+            heartbeat=gateway.settings.ws_heartbeat,
+        )
+        reader = asyncio.ensure_future(reject_commands(websocket, gateway.settings))
+        clock = WriteClock()
+        writer = asyncio.ensure_future(_write_feed(websocket, feed, clock))
+        try:
+            await run_channel(websocket, reader, writer, gateway.settings, clock)
+        finally:
+            await feed.aclose()
 
 
 async def _write_feed(
@@ -160,7 +164,7 @@ async def events_sse(
     ``data:`` line; ``event``, ``snapshot`` and ``heartbeat`` events have an ``id:``.
     """
     gateway: GatewayState = request.app.state.gateway
-    await authenticate_connection(request, gateway, Scope.MONITOR)
+    principal = await authenticate_connection(request, gateway, Scope.MONITOR)
     node = gateway.node
     if node is None or not node.running:
         raise NodeNotRunningError("the node is not running")
@@ -172,6 +176,7 @@ async def events_sse(
             raise ApiError(422, "invalid_cursor", "Last-Event-ID must be an event id") from None
         if since < 0:
             raise ApiError(422, "invalid_cursor", "Last-Event-ID must be an event id")
+    slot = channel_state(gateway, request.app).claim(principal.key_id)
     feed = event_feed(
         node, event_filter, since=since, snapshot=snapshot, heartbeat=gateway.settings.ws_heartbeat
     )
@@ -184,8 +189,23 @@ async def events_sse(
         finally:
             await feed.aclose()
 
-    return StreamingResponse(
+    return _ChannelResponse(
+        slot,
         body(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class _ChannelResponse(StreamingResponse):
+    """A streaming response that gives its channel slot back however it ends."""
+
+    def __init__(self, slot: ChannelSlot, content: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._slot = slot
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slot.release()

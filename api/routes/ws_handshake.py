@@ -50,41 +50,43 @@ async def handshake_channel(websocket: WebSocket) -> None:
     """App-mode handshake channel (see the module docstring)."""
     try:
         gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
+        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
     except ApiError as exc:
         await refuse(websocket, exc)
         return
-    settings = gateway.settings
-    channels = channel_state(gateway, websocket.app)
-    subscription = node.handshake_messages()
-    mode = getattr(node.config, "handshake_mode", "auto")
-    try:
-        await websocket.accept()
-        await websocket.send_text(
-            frames.encode(
-                frames.ready(
-                    "handshake",
-                    handshake_mode=str(getattr(mode, "value", mode)),
-                    queue_size=subscription.buffer_size,
+    with slot:
+        settings = gateway.settings
+        channels = channel_state(gateway, websocket.app)
+        subscription = node.handshake_messages()
+        mode = getattr(node.config, "handshake_mode", "auto")
+        try:
+            await websocket.accept()
+            await websocket.send_text(
+                frames.encode(
+                    frames.ready(
+                        "handshake",
+                        handshake_mode=str(getattr(mode, "value", mode)),
+                        queue_size=subscription.buffer_size,
+                    )
                 )
             )
+        except Exception:
+            subscription.unsubscribe()
+            return
+        channels.open_channels += 1
+        tracker = OutboundTracker(
+            subscription.buffer_size,
+            max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
+            settings.ws_max_dropped,
         )
-    except Exception:
-        subscription.unsubscribe()
-        return
-    channels.open_channels += 1
-    tracker = OutboundTracker(
-        subscription.buffer_size,
-        max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
-        settings.ws_max_dropped,
-    )
-    clock = WriteClock()
-    writer = asyncio.ensure_future(_forward(websocket, subscription, tracker, clock))
-    reader = asyncio.ensure_future(_commands(websocket, node, principal, settings))
-    try:
-        await run_channel(websocket, reader, writer, settings, clock)
-    finally:
-        subscription.unsubscribe()
-        channels.open_channels -= 1
+        clock = WriteClock()
+        writer = asyncio.ensure_future(_forward(websocket, subscription, tracker, clock))
+        reader = asyncio.ensure_future(_commands(websocket, node, principal, settings))
+        try:
+            await run_channel(websocket, reader, writer, settings, clock)
+        finally:
+            subscription.unsubscribe()
+            channels.open_channels -= 1
 
 
 async def _forward(

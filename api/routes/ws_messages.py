@@ -44,50 +44,52 @@ async def messages_channel(
 ) -> None:
     """Fan-in of received messages (see the module docstring)."""
     try:
-        gateway, _, node = await open_channel(websocket, Scope.MONITOR)
+        gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
         pid = PeerId.from_string(peer) if peer else None
         if stream:
             check_stream_name(stream, node.config.max_stream_name_length)
+        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
     except ApiError as exc:
         await refuse(websocket, exc)
         return
     except GlueberryError as exc:
         await refuse(websocket, ApiError(status_for(exc), exc.code, exc.message))
         return
-    settings = gateway.settings
-    channels = channel_state(gateway, websocket.app)
-    subscription = node.messages(stream or None, pid, buffer_size=settings.ws_queue_size)
-    try:
-        await websocket.accept()
-        await websocket.send_text(
-            frames.encode(
-                frames.ready(
-                    "messages",
-                    stream=stream or None,
-                    peer_id=None if pid is None else str(pid),
-                    queue_size=subscription.buffer_size,
+    with slot:
+        settings = gateway.settings
+        channels = channel_state(gateway, websocket.app)
+        subscription = node.messages(stream or None, pid, buffer_size=settings.ws_queue_size)
+        try:
+            await websocket.accept()
+            await websocket.send_text(
+                frames.encode(
+                    frames.ready(
+                        "messages",
+                        stream=stream or None,
+                        peer_id=None if pid is None else str(pid),
+                        queue_size=subscription.buffer_size,
+                    )
                 )
             )
+        except Exception:
+            subscription.unsubscribe()
+            return
+        channels.open_channels += 1
+        tracker = OutboundTracker(
+            subscription.buffer_size,
+            max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
+            settings.ws_max_dropped,
         )
-    except Exception:
-        subscription.unsubscribe()
-        return
-    channels.open_channels += 1
-    tracker = OutboundTracker(
-        subscription.buffer_size,
-        max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
-        settings.ws_max_dropped,
-    )
-    clock = WriteClock()
-    writer = asyncio.ensure_future(
-        pump_messages(websocket, subscription, tracker, clock, binary=False)
-    )
-    reader = asyncio.ensure_future(reject_commands(websocket, settings))
-    try:
-        await run_channel(websocket, reader, writer, settings, clock)
-    finally:
-        subscription.unsubscribe()
-        channels.open_channels -= 1
+        clock = WriteClock()
+        writer = asyncio.ensure_future(
+            pump_messages(websocket, subscription, tracker, clock, binary=False)
+        )
+        reader = asyncio.ensure_future(reject_commands(websocket, settings))
+        try:
+            await run_channel(websocket, reader, writer, settings, clock)
+        finally:
+            subscription.unsubscribe()
+            channels.open_channels -= 1
 
 
 async def reject_commands(websocket: WebSocket, settings: GatewaySettings) -> tuple[int, str]:

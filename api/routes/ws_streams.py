@@ -60,51 +60,53 @@ async def stream_channel(websocket: WebSocket, peer_id: str, stream: str) -> Non
         gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
         pid = PeerId.from_string(peer_id)
         check_stream_name(stream, node.config.max_stream_name_length)
+        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
     except ApiError as exc:
         await refuse(websocket, exc)
         return
     except GlueberryError as exc:
         await refuse(websocket, ApiError(status_for(exc), exc.code, exc.message))
         return
-    settings = gateway.settings
-    channels = channel_state(gateway, websocket.app)
-    # Subscribe before accepting: every message received from here on is delivered.
-    subscription = node.messages(stream, pid, buffer_size=settings.ws_queue_size)
-    try:
-        await websocket.accept()
-        await websocket.send_text(
-            frames.encode(
-                frames.ready(
-                    "stream",
-                    peer_id=str(pid),
-                    stream=stream,
-                    state=str(node.connection_state(pid).value),
-                    queue_size=subscription.buffer_size,
-                    max_message_size=int(node.config.max_message_size),
+    with slot:
+        settings = gateway.settings
+        channels = channel_state(gateway, websocket.app)
+        # Subscribe before accepting: every message received from here on is delivered.
+        subscription = node.messages(stream, pid, buffer_size=settings.ws_queue_size)
+        try:
+            await websocket.accept()
+            await websocket.send_text(
+                frames.encode(
+                    frames.ready(
+                        "stream",
+                        peer_id=str(pid),
+                        stream=stream,
+                        state=str(node.connection_state(pid).value),
+                        queue_size=subscription.buffer_size,
+                        max_message_size=int(node.config.max_message_size),
+                    )
                 )
             )
+        except Exception:
+            subscription.unsubscribe()
+            return
+        channels.open_channels += 1
+        tracker = OutboundTracker(
+            subscription.buffer_size,
+            max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
+            settings.ws_max_dropped,
         )
-    except Exception:
-        subscription.unsubscribe()
-        return
-    channels.open_channels += 1
-    tracker = OutboundTracker(
-        subscription.buffer_size,
-        max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
-        settings.ws_max_dropped,
-    )
-    clock = WriteClock()
-    writer = asyncio.ensure_future(
-        pump_messages(websocket, subscription, tracker, clock, binary=True)
-    )
-    reader = asyncio.ensure_future(
-        _read_sends(websocket, node, pid, stream, principal, settings, channels.idempotency)
-    )
-    try:
-        await run_channel(websocket, reader, writer, settings, clock)
-    finally:
-        subscription.unsubscribe()
-        channels.open_channels -= 1
+        clock = WriteClock()
+        writer = asyncio.ensure_future(
+            pump_messages(websocket, subscription, tracker, clock, binary=True)
+        )
+        reader = asyncio.ensure_future(
+            _read_sends(websocket, node, pid, stream, principal, settings, channels.idempotency)
+        )
+        try:
+            await run_channel(websocket, reader, writer, settings, clock)
+        finally:
+            subscription.unsubscribe()
+            channels.open_channels -= 1
 
 
 async def pump_messages(
