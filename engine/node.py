@@ -514,6 +514,20 @@ class Node:
         """Peers in ``connected`` or ``established``."""
         return self._cm.peers_in(ConnectionState.CONNECTED, ConnectionState.ESTABLISHED)
 
+    def peer_states(self) -> dict[PeerId, ConnectionState]:
+        """The state of every peer the connection manager tracks (synchronous).
+
+        That is every address-book peer with addresses, and every other peer with
+        something in progress: connected, dialing, reconnecting, or in cooldown
+        (including inbound peers). Untracked peers are ``disconnected``. Read in one
+        synchronous step, so it is consistent with :attr:`last_event_id` read in the
+        same step.
+
+        Returns:
+            peer id -> current state.
+        """
+        return {peer_id: self._cm.state(peer_id) for peer_id in self._cm.known_peers()}
+
     async def ping(self, peer_id: PeerId | str, timeout: float = 10.0) -> float:  # noqa: ASYNC109
         """Round-trip time to a connected peer in seconds (recorded in its stats).
 

@@ -16,7 +16,9 @@ implements the guarantees of the channel:
   feed sends ``reset`` and then a ``snapshot``, and continues from the snapshot.
 - **Snapshot then changes.** With ``snapshot`` the feed first sends the current state
   of the matching peers as of event ``last_event_id``, then the events after it. The
-  states are read and the subscription is made in the same synchronous step, so no
+  peers are the address book, every peer the engine tracks (:meth:`Node.peer_states`:
+  also inbound peers connected, in cooldown, ...) and the peers named by the filter.
+  The states are read and the subscription is made in the same synchronous step, so no
   change can fall between them.
 - **Slow clients.** If the client reads so slowly that its subscription dropped events,
   the feed refills the gap from the retention ring; if the gap is no longer retained it
@@ -101,7 +103,9 @@ async def _snapshot_and_subscribe(
     # -- one synchronous step: no event can be published between these lines ----------
     candidates: list[PeerId] = list(event_filter.peers or ())
     candidates += book
-    candidates += node.connected_peers()
+    # Every peer the engine tracks: connected, dialing, reconnecting, in cooldown
+    # (inbound ones too, which are in no address book).
+    candidates += node.peer_states()
     subscription: Subscription[ConnectionEvent] = node.subscribe(event_filter)
     last = int(node.last_event_id)
     states = _states(node, candidates, event_filter)
