@@ -4,18 +4,32 @@ HTTP metrics are recorded by :class:`MetricsMiddleware` (labelled by route templ
 raw path, so peer ids do not explode label cardinality). Engine figures are read at
 scrape time by :class:`EngineCollector` from the node's public API, so the engine needs no
 Prometheus dependency.
+
+Label values are bounded: HTTP methods outside the standard set are ``OTHER``; engine
+reasons are enums (:class:`~engine.observability.DropReason`,
+:class:`~engine.observability.RefusalReason`), error codes are the engine's stable
+codes, and anything else the engine might report is folded into ``other``.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.errors import GlueberryError
+from engine.observability import DropReason, RefusalReason
 
 __all__ = ["EngineCollector", "GatewayMetrics", "MetricsMiddleware"]
 
@@ -154,7 +168,7 @@ class EngineCollector(Collector):
         )
         totals = {"in": 0, "out": 0}
         byte_totals = {"in": 0, "out": 0}
-        decrypt_total = 0
+        decrypt_total = 0  # fallback when the node has no counters()
         for peer_stats in stats.values():
             for direction in ("in", "out"):
                 totals[direction] += _total(_field(peer_stats, f"messages_{direction}"))
@@ -163,19 +177,154 @@ class EngineCollector(Collector):
         for direction in ("in", "out"):
             messages.add_metric([direction], float(totals[direction]))
             payload.add_metric([direction], float(byte_totals[direction]))
+        try:
+            counters = node.counters()
+        except Exception:
+            counters = {}
+        if not isinstance(counters, dict):
+            counters = {}
+        if isinstance(counters.get("decryption_errors"), int | float):
+            decrypt_total = int(counters["decryption_errors"])  # monotonic, unlike the sum
         decrypt.add_metric([], float(decrypt_total))
         yield messages
         yield payload
         yield decrypt
+        yield from _counter_families(counters)
         try:
             health = node.health()
         except Exception:
             health = {}
+        if not isinstance(health, dict):
+            health = {}
+        yield from _health_families(health)
         tasks = health.get("tasks") if isinstance(health, dict) else None
         if isinstance(tasks, int | float):
             family = GaugeMetricFamily("glueberry_engine_tasks", "Tasks owned by the engine.")
             family.add_metric([], float(tasks))
             yield family
+
+
+@functools.cache
+def _codes() -> frozenset[str]:
+    # Every stable error code of the engine's one exception hierarchy.
+    found: set[str] = set()
+    todo: list[type[GlueberryError]] = [GlueberryError]
+    while todo:
+        cls = todo.pop()
+        found.add(str(cls.code))
+        todo.extend(cls.__subclasses__())
+    return frozenset(found)
+
+
+_DROP_REASONS = tuple(r.value for r in DropReason)
+_REFUSAL_REASONS = tuple(r.value for r in RefusalReason)
+_DIRECTIONS = ("inbound", "outbound")
+_OTHER = "other"
+
+
+def _bounded(
+    counts: Any, allowed: frozenset[str] | tuple[str, ...], *, zero: bool
+) -> dict[str, float]:
+    """``counts`` (label -> count) with unknown labels folded into ``other``.
+
+    With ``zero`` every allowed label is present (0 when never counted), so the series
+    exist from the first scrape.
+    """
+    out: dict[str, float] = dict.fromkeys(allowed, 0.0) if zero else {}
+    if isinstance(counts, dict):
+        for label, value in counts.items():
+            key = str(label) if str(label) in allowed else _OTHER
+            out[key] = out.get(key, 0.0) + float(value or 0)
+    return out
+
+
+def _labelled_counter(
+    name: str, doc: str, label: str, values: dict[str, float]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, count in sorted(values.items()):
+        family.add_metric([value], count)
+    return family
+
+
+def _counter_families(counters: dict[str, Any]) -> Iterator[Metric]:
+    """Families from ``node.counters()`` (monotonic since the node was created)."""
+    if not counters:
+        return
+    codes = _codes()
+    yield _labelled_counter(
+        "glueberry_messages_dropped",
+        "Messages dropped by the engine, by reason (DropReason).",
+        "reason",
+        _bounded(counters.get("dropped"), _DROP_REASONS, zero=True),
+    )
+    yield _labelled_counter(
+        "glueberry_connections_refused",
+        "Connections or dials refused by the gate, the host limiter or the node, by "
+        "reason (RefusalReason).",
+        "reason",
+        _bounded(counters.get("refused"), _REFUSAL_REASONS, zero=True),
+    )
+    yield _labelled_counter(
+        "glueberry_handshakes",
+        "Handshakes ended, by outcome (ok or the engine error code).",
+        "outcome",
+        _bounded(counters.get("handshakes"), codes | {"ok"}, zero=False),
+    )
+    handshakes = counters.get("handshakes")
+    count = sum(int(v or 0) for v in handshakes.values()) if isinstance(handshakes, dict) else 0
+    duration = SummaryMetricFamily(
+        "glueberry_handshake_duration_seconds",
+        "Time from transport connected to handshake end (count and sum, every outcome).",
+    )
+    duration.add_metric(
+        [], count_value=count, sum_value=float(counters.get("handshake_seconds_total") or 0)
+    )
+    yield duration
+    yield _labelled_counter(
+        "glueberry_connections_opened",
+        "Connections that reached connected (transport up), by direction.",
+        "direction",
+        _bounded(counters.get("connections_opened"), _DIRECTIONS, zero=True),
+    )
+    yield _labelled_counter(
+        "glueberry_connections_closed",
+        "Connections closed, by error code (none: closed on request).",
+        "error_code",
+        _bounded(counters.get("connections_closed"), codes | {"none"}, zero=False),
+    )
+    reconnects = CounterMetricFamily("glueberry_reconnect_attempts", "Reconnection dials started.")
+    reconnects.add_metric([], float(counters.get("reconnect_attempts") or 0))
+    yield reconnects
+
+
+def _health_families(health: dict[str, Any]) -> Iterator[Metric]:
+    """Gauges from ``node.health()``."""
+    if not health:
+        return
+    ready = GaugeMetricFamily(
+        "glueberry_node_ready", "1 when the node is ready (running and every check ok)."
+    )
+    ready.add_metric([], 1.0 if health.get("ready") else 0.0)
+    yield ready
+    checks = health.get("checks")
+    loop = checks.get("event_loop") if isinstance(checks, dict) else None
+    lag_ms = loop.get("lag_ms") if isinstance(loop, dict) else None
+    if isinstance(lag_ms, int | float):
+        lag = GaugeMetricFamily(
+            "glueberry_engine_event_loop_lag_seconds",
+            "Latest event-loop lag measured by the engine (one sample per health_interval).",
+        )
+        lag.add_metric([], float(lag_ms) / 1000)
+        yield lag
+    connections = health.get("connections")
+    pending = connections.get("pending") if isinstance(connections, dict) else None
+    if isinstance(pending, int | float):
+        family = GaugeMetricFamily(
+            "glueberry_pending_connections", "Inbound connections being upgraded by the host."
+        )
+        family.add_metric([], float(pending))
+        yield family
 
 
 def _field(obj: Any, name: str) -> Any:
