@@ -68,7 +68,7 @@ from engine.handshake import (
     HandshakePhase,
     Prepare,
 )
-from engine.net.interface import ConnectionInfo, Direction, P2PHost, P2PStream
+from engine.net.interface import ConnectionInfo, Direction, HostRefusal, P2PHost, P2PStream
 from engine.observability import (
     SPAN_BLACKLIST,
     ConnectionTracer,
@@ -85,16 +85,16 @@ __all__ = ["DecryptionErrorCallback", "HandshakeMessage", "IncomingMessage", "No
 
 _log = logging.getLogger(__name__)
 
-# Host refusal counters (engine.net.host.Host.refused keys) -> our reasons. "gate_addr" and
-# "ConnectionGatedError" are refusals of our own gate, reported by _ObservedGate.
-_HOST_REFUSALS: dict[str, RefusalReason | None] = {
-    "gate_addr": None,
-    "ConnectionGatedError": None,
-    "pending_connections": RefusalReason.MAX_PENDING,
-    "connections": RefusalReason.MAX_CONNECTIONS,
-    "ResourceLimitError": RefusalReason.MAX_CONNECTIONS,
-    "connections_per_ip": RefusalReason.MAX_PER_IP,
-    "rate": RefusalReason.RATE_LIMITED,
+# Host refusals (HostNotifee.refused) -> our reasons. The gate's refusals are our own
+# gate's, already reported by _ObservedGate (with the peer id): not counted twice.
+_HOST_REFUSALS: dict[HostRefusal, RefusalReason | None] = {
+    HostRefusal.GATE_ADDR: None,
+    HostRefusal.GATE_PEER: None,
+    HostRefusal.MAX_PENDING: RefusalReason.MAX_PENDING,
+    HostRefusal.MAX_CONNECTIONS: RefusalReason.MAX_CONNECTIONS,
+    HostRefusal.MAX_PER_IP: RefusalReason.MAX_PER_IP,
+    HostRefusal.RATE_LIMITED: RefusalReason.RATE_LIMITED,
+    HostRefusal.UPGRADE_FAILED: RefusalReason.UPGRADE_FAILED,
 }
 
 # Event-loop lag samples whose maximum decides the event_loop readiness check.
@@ -211,7 +211,6 @@ class Node:
             self._metrics, tracer_provider, handshake_mode=config.handshake_mode.value
         )
         self._connect_parents: dict[PeerId, otel_context.Context] = {}
-        self._host_refused_seen: dict[str, int] = {}
         self._loop_lag = 0.0
         self._loop_lag_max = 0.0
         self._loop_lag_samples = 0
@@ -325,6 +324,7 @@ class Node:
             self._repo_status = {"ok": True, "checked_at": time.time(), "error": None}
             self._host.set_gate(_ObservedGate(self._blacklist, self))
             self._host.add_notifee(self._cm)
+            self._host.add_notifee(_RefusalObserver(self))
             self._host.set_stream_handler(HANDSHAKE_PROTOCOL, self._handle_handshake_stream)
             await self._host.listen([Multiaddr(a) for a in self._config.listen_addrs])
             self._cm.start()
@@ -710,7 +710,6 @@ class Node:
             and the summary keys ``running``, ``listening``, ``peers`` (count per
             state), ``tasks``, ``handshake_sessions``, ``blacklist``.
         """
-        self._poll_host_refusals()
         cfg = self._config
         listening = [str(a) for a in self.listen_addrs()] if self._running else []
         by_state = {state.value: len(self._cm.peers_in(state)) for state in ConnectionState}
@@ -760,7 +759,6 @@ class Node:
             refusal reason), ``decryption_errors``, ``reconnect_attempts``. All are
             monotonic since the node was created.
         """
-        self._poll_host_refusals()
         return self._counters.snapshot()
 
     async def check_repository(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
@@ -800,27 +798,19 @@ class Node:
             recent.append(self._loop_lag)
             self._loop_lag_max = max(recent)
             self._loop_lag_samples += 1
-            self._poll_host_refusals()
             if now >= next_probe:
                 next_probe = now + self._config.repository_probe_interval
                 await self.check_repository()
 
-    def _poll_host_refusals(self) -> None:
-        # The host counts what its limiter refused (engine.net has no callback for it);
-        # report the increase since the last look.
-        refused = getattr(self._host, "refused", None)
-        if not isinstance(refused, dict):
-            return
-        for key, count in list(refused.items()):
-            delta = count - self._host_refused_seen.get(key, 0)
-            if delta <= 0:
-                continue
-            self._host_refused_seen[key] = count
-            reason = _HOST_REFUSALS.get(key, RefusalReason.UPGRADE_FAILED)
-            if reason is None:
-                continue
-            _log.debug("host refused %d inbound connection(s): %s (%s)", delta, reason, key)
-            self._metrics.connection_refused(None, reason, "inbound", delta)
+    def _host_refused(
+        self, reason: HostRefusal, direction: Direction, remote: Multiaddr | None
+    ) -> None:
+        # The host's limits and failed inbound upgrades (HostNotifee.refused, call_soon).
+        ours = _HOST_REFUSALS.get(reason, RefusalReason.UPGRADE_FAILED)
+        if ours is not None:
+            self._connection_refused(
+                None, ours, direction.value, str(remote) if remote is not None else None
+            )
 
     def _connection_refused(
         self,
@@ -1333,6 +1323,25 @@ class _Fanout:
         self, peer_id: PeerId | None, reason: RefusalReason, direction: str, count: int = 1
     ) -> None:
         self._call("connection_refused", peer_id, reason, direction, count)
+
+
+class _RefusalObserver:
+    """Host notifee that reports the host's refusals to the node (connections: the CM)."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def connected(self, info: ConnectionInfo) -> None:
+        """Ignored (the connection manager is notified too)."""
+
+    def disconnected(self, peer_id: PeerId, reason: BaseException | None) -> None:
+        """Ignored (the connection manager is notified too)."""
+
+    def refused(self, reason: HostRefusal, direction: Direction, remote: Multiaddr | None) -> None:
+        """Count and log one refusal of the host."""
+        self._node._host_refused(reason, direction, remote)
 
 
 class _ObservedGate:

@@ -8,7 +8,10 @@ The connection gate is asked about the remote address before anything is read or
 written, and about the authenticated peer id right after the Noise handshake. The
 built-in :class:`~engine.net.gate.ConnectionLimiter` applies ``max_pending_connections``,
 ``max_connections``, ``max_connections_per_ip`` and ``connection_rate_per_ip`` from the
-config; a refused inbound connection is simply closed, a refused dial raises.
+config; a refused inbound connection is simply closed, a refused dial raises. Every
+refusal, both directions, is counted under a stable
+:class:`~engine.net.interface.HostRefusal` (:meth:`Host.refusal_counts`) and reported to
+notifees that define ``refused(reason, direction, remote)`` (through ``call_soon``).
 
 One connection per peer. When both sides dial at once, each ends up with two
 connections; both keep the one whose *dialer* has the smaller peer id (bytes of the
@@ -74,6 +77,7 @@ from engine.net.interface import (
     ConnectionInfo,
     Direction,
     HostNotifee,
+    HostRefusal,
     P2PStream,
     StreamHandler,
 )
@@ -215,8 +219,7 @@ class Host:
         self._upgrading: dict[PeerId, int] = {}
         self._conn_waiters: dict[PeerId, list[asyncio.Future[None]]] = {}
         self._closed = False
-        #: Connections refused before or during the upgrade, by reason (for metrics).
-        self.refused: dict[str, int] = {}
+        self._refused: dict[Direction, dict[HostRefusal, int]] = {d: {} for d in Direction}
 
     # -- P2PHost ---------------------------------------------------------------------------
 
@@ -461,6 +464,15 @@ class Host:
         """Tasks the host owns right now (tests check it returns to baseline)."""
         return sum(1 for t in self._tasks if not t.done())
 
+    def refusal_counts(self) -> dict[str, dict[str, int]]:
+        """Connections refused so far: ``{"inbound"|"outbound": {HostRefusal value: n}}``.
+
+        Inbound: closed before or during the upgrade. Outbound: dials refused by our own
+        gate or limits (they also raise to the caller). Monotonic; the notifee hook
+        ``refused`` reports each one as it happens.
+        """
+        return {d.value: {str(r): n for r, n in c.items()} for d, c in self._refused.items()}
+
     @property
     def pending_connections(self) -> int:
         """Connections in the upgrade."""
@@ -483,8 +495,14 @@ class Host:
         for notifee in list(self._notifees):
             loop.call_soon(_call_notifee, getattr(notifee, method), args)
 
-    def _refuse(self, reason: str) -> None:
-        self.refused[reason] = self.refused.get(reason, 0) + 1
+    def _refuse(self, reason: HostRefusal, direction: Direction, remote: Multiaddr | None) -> None:
+        counts = self._refused[direction]
+        counts[reason] = counts.get(reason, 0) + 1
+        loop = asyncio.get_running_loop()
+        for notifee in list(self._notifees):
+            method = getattr(notifee, "refused", None)
+            if method is not None:
+                loop.call_soon(_call_notifee, method, (reason, direction, remote))
 
     # -- internals: dialing ----------------------------------------------------------------
 
@@ -543,8 +561,13 @@ class Host:
             )
         gate = self._gate
         if gate is not None and not _safe_gate(gate.allow_addr, addr, Direction.OUTBOUND):
+            self._refuse(HostRefusal.GATE_ADDR, Direction.OUTBOUND, addr)
             raise ConnectionGatedError(f"the gate refused address {addr}")
-        self._limiter.admit(None, Direction.OUTBOUND)
+        try:
+            self._limiter.admit(None, Direction.OUTBOUND)
+        except (ResourceLimitError, ConnectionGatedError) as exc:
+            self._refuse(_limit_reason(exc), Direction.OUTBOUND, addr)
+            raise
         established = False
         writer: asyncio.StreamWriter | None = None
         try:
@@ -579,13 +602,13 @@ class Host:
         ip = multiaddr_ip(remote)
         gate = self._gate
         if gate is not None and not _safe_gate(gate.allow_addr, remote, Direction.INBOUND):
-            self._refuse("gate_addr")
+            self._refuse(HostRefusal.GATE_ADDR, Direction.INBOUND, remote)
             writer.transport.abort()
             return
         try:
             self._limiter.admit(ip, Direction.INBOUND)
         except (ResourceLimitError, ConnectionGatedError) as exc:
-            self._refuse(str(exc.details.get("what", "rate")))
+            self._refuse(_limit_reason(exc), Direction.INBOUND, remote)
             writer.transport.abort()
             return
         established = False
@@ -595,7 +618,9 @@ class Host:
             established = True
             self._register(conn)
         except (GlueberryError, OSError, TimeoutError) as exc:
-            self._refuse(type(exc).__name__)
+            # The peer-id gate and the established limit were counted where they refused.
+            if not isinstance(exc, (ConnectionGatedError, ResourceLimitError)):
+                self._refuse(HostRefusal.UPGRADE_FAILED, Direction.INBOUND, remote)
             _log.debug("inbound connection from %s failed: %r", remote, exc)
         finally:
             if not established:
@@ -638,6 +663,7 @@ class Host:
             raise SecurityHandshakeError("connected to ourselves")
         gate = self._gate
         if gate is not None and not _safe_gate(gate.allow_peer, peer, direction):
+            self._refuse(HostRefusal.GATE_PEER, direction, remote)
             raise ConnectionGatedError(f"the gate refused peer {peer}")
         self._upgrading[peer] = self._upgrading.get(peer, 0) + 1
         try:
@@ -647,7 +673,11 @@ class Host:
                 _, left = await listen_select(channel.read, channel.write, {YAMUX_PROTOCOL_ID})
             if left:
                 channel.unread(left)
-            self._limiter.promote()
+            try:
+                self._limiter.promote()
+            except ResourceLimitError:
+                self._refuse(HostRefusal.MAX_CONNECTIONS, direction, remote)
+                raise
         finally:
             self._release_upgrading(peer)
         info = ConnectionInfo(peer_id=peer, remote_addr=remote, direction=direction)
@@ -892,6 +922,20 @@ def _safe_gate(check: Callable[[Any, Direction], bool], arg: Any, direction: Dir
     except Exception:
         _log.exception("connection gate raised; refusing the connection")
         return False
+
+
+_LIMIT_REASONS = {
+    "pending_connections": HostRefusal.MAX_PENDING,
+    "connections": HostRefusal.MAX_CONNECTIONS,
+    "connections_per_ip": HostRefusal.MAX_PER_IP,
+}
+
+
+def _limit_reason(exc: GlueberryError) -> HostRefusal:
+    """The refusal reason of a :class:`ConnectionLimiter` error (rate: a gated error)."""
+    if isinstance(exc, ResourceLimitError):
+        return _LIMIT_REASONS.get(str(exc.details.get("what")), HostRefusal.MAX_CONNECTIONS)
+    return HostRefusal.RATE_LIMITED
 
 
 def _call_notifee(method: Callable[..., None], args: tuple[Any, ...]) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "ConnectionInfo",
     "Direction",
     "HostNotifee",
+    "HostRefusal",
     "P2PHost",
     "P2PStream",
     "StreamHandler",
@@ -37,6 +38,25 @@ class Direction(enum.Enum):
 
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+
+
+class HostRefusal(enum.StrEnum):
+    """Why a host refused a connection (stable values: metrics keys, log fields)."""
+
+    #: The connection gate refused the remote address (before anything is read).
+    GATE_ADDR = "gate_addr"
+    #: The connection gate refused the authenticated peer id (after the security handshake).
+    GATE_PEER = "gate_peer"
+    #: ``max_pending_connections`` upgrades already running.
+    MAX_PENDING = "max_pending"
+    #: ``max_connections`` reached (established, plus pending when admitting).
+    MAX_CONNECTIONS = "max_connections"
+    #: ``max_connections_per_ip`` inbound connections from the remote IP.
+    MAX_PER_IP = "max_per_ip"
+    #: ``connection_rate_per_ip`` exceeded by the remote IP.
+    RATE_LIMITED = "rate_limited"
+    #: An inbound connection failed or timed out in its security/muxer upgrade.
+    UPGRADE_FAILED = "upgrade_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +127,15 @@ class ConnectionGate(Protocol):
 
 
 class HostNotifee(Protocol):
-    """Connection notifications. Called from the network path: must not block or raise."""
+    """Connection notifications, delivered with ``loop.call_soon`` (never inside the
+    network path); a notifee must not block, and what it raises is logged and dropped.
+
+    A notifee may also define ``refused(reason, direction, remote)`` (optional, looked up
+    with ``getattr``): ``reason`` a :class:`HostRefusal`, ``direction`` the
+    :class:`Direction` of the refused connection (``OUTBOUND``: one of our dials), and
+    ``remote`` the remote :class:`~multiaddr.Multiaddr` (``None`` when unknown). Every
+    refusal the host counts is reported, inbound and outbound.
+    """
 
     def connected(self, info: ConnectionInfo) -> None:
         """A connection to ``info.peer_id`` is up (secured and muxed)."""

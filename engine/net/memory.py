@@ -2,7 +2,8 @@
 
 It honours the same contract as the real libp2p host (:mod:`engine.net.host`): gates are
 consulted on both sides (address first, then peer id), one connection per peer pair,
-notifees hear ``connected`` / ``disconnected`` on both sides, inbound streams run their
+notifees hear ``connected`` / ``disconnected`` on both sides and ``refused`` for every
+gate refusal, inbound streams run their
 handler in a task the host owns, streams follow trio's contract (``b""`` only at end of
 stream, ``aclose`` idempotent, Closed / Broken / Reset / Busy errors) and apply
 backpressure with a per-stream window. ``close()`` leaves no task behind.
@@ -43,6 +44,7 @@ from engine.net.interface import (
     ConnectionInfo,
     Direction,
     HostNotifee,
+    HostRefusal,
     P2PStream,
     StreamHandler,
 )
@@ -309,6 +311,7 @@ class MemoryHost:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._ephemeral = 50_000
+        self._refused: dict[Direction, dict[HostRefusal, int]] = {d: {} for d in Direction}
 
     # -- identity and listening -----------------------------------------------------------
 
@@ -416,6 +419,7 @@ class MemoryHost:
         last: Exception = DialError(f"no address to dial for {peer_id}")
         for addr in addrs:
             if self._gate is not None and not self._gate.allow_addr(addr, Direction.OUTBOUND):
+                self._refuse(HostRefusal.GATE_ADDR, Direction.OUTBOUND, addr)
                 last = ConnectionGatedError(f"address {addr} refused by our gate")
                 continue
             remote = self._net._lookup(addr)
@@ -428,11 +432,14 @@ class MemoryHost:
             src = self._source_addr()
             rgate = remote._gate
             if rgate is not None and not rgate.allow_addr(src, Direction.INBOUND):
+                remote._refuse(HostRefusal.GATE_ADDR, Direction.INBOUND, src)
                 last = DialError(f"connection to {addr} closed by the remote side")
                 continue
             if self._gate is not None and not self._gate.allow_peer(peer_id, Direction.OUTBOUND):
+                self._refuse(HostRefusal.GATE_PEER, Direction.OUTBOUND, addr)
                 raise ConnectionGatedError(f"peer {peer_id} refused by our gate")
             if rgate is not None and not rgate.allow_peer(self._peer_id, Direction.INBOUND):
+                remote._refuse(HostRefusal.GATE_PEER, Direction.INBOUND, src)
                 last = DialError(f"connection to {addr} closed by the remote side")
                 continue
             existing = self._conns.get(peer_id)  # a simultaneous dial may have won
@@ -467,6 +474,20 @@ class MemoryHost:
         loop = asyncio.get_running_loop()
         for notifee in list(self._notifees):
             loop.call_soon(_call_quietly, notifee.disconnected, peer_id, reason)
+
+    def _refuse(self, reason: HostRefusal, direction: Direction, remote: Multiaddr | None) -> None:
+        counts = self._refused[direction]
+        counts[reason] = counts.get(reason, 0) + 1
+        loop = asyncio.get_running_loop()
+        for notifee in list(self._notifees):
+            method = getattr(notifee, "refused", None)
+            if method is not None:
+                loop.call_soon(_call_quietly, method, reason, direction, remote)
+
+    def refusal_counts(self) -> dict[str, dict[str, int]]:
+        """Refused connections by direction and :class:`HostRefusal` value (as on the
+        real host)."""
+        return {d.value: {str(r): n for r, n in c.items()} for d, c in self._refused.items()}
 
     def _drop(self, conn: _Connection, reason: BaseException | None) -> None:
         if conn.closed:

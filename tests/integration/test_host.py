@@ -250,7 +250,7 @@ async def test_gate_refuses_address_and_peer(hosts: Callable[..., Awaitable[Host
     with pytest.raises(DialError):
         await a.dial(b.peer_id, b.listen_addrs(), timeout=T)
     assert gate.calls == ["addr:inbound"]
-    assert b.refused.get("gate_addr") == 1
+    assert b.refusal_counts()["inbound"] == {"gate_addr": 1}
 
     gate = Gate(addr_ok=True, peer_ok=False)
     b.set_gate(gate)
@@ -319,7 +319,7 @@ async def test_per_ip_limit(hosts: Callable[..., Awaitable[Host]]) -> None:
     await clients[1].dial(b.peer_id, b.listen_addrs(), timeout=T)
     with pytest.raises(DialError):
         await clients[2].dial(b.peer_id, b.listen_addrs(), timeout=T)
-    assert b.refused.get("connections_per_ip") == 1
+    assert b.refusal_counts()["inbound"] == {"max_per_ip": 1}
 
 
 async def test_disconnect_notifies_both_sides(hosts: Callable[..., Awaitable[Host]]) -> None:
