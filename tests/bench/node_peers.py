@@ -100,10 +100,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # 1. establishment
             with _profiled(args.profile == "establish"):
                 started, cpu_started = time.perf_counter(), time.process_time()
+                times0 = me.cpu_times()
                 replies = await swarm.all(
                     "connect", concurrency=args.concurrency, timeout=args.timeout
                 )
                 await asyncio.wait_for(rec.established.wait(), args.timeout)
+                times1 = me.cpu_times()
             marks = rec.marks[:n]
             establish_s = marks[-1][0] - started
             bucket = min(100, max(2, n // 10))
@@ -124,6 +126,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 cpu_per_established_ms_buckets=[round(b, 3) for b in buckets],
                 cpu_per_established_first_ms=buckets[0],
                 cpu_per_established_last_ms=buckets[-1],
+                establish_hub_user_s=times1.user - times0.user,
+                establish_hub_system_s=times1.system - times0.system,
                 rss_per_peer_kib=(rss1 - rss0) / n / KIB,
                 tasks_per_peer=(tasks1 - tasks0) / n,
                 hub_rss_mib=rss1 / MIB,
@@ -142,7 +146,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             with _profiled(args.profile == "fanin"):
                 started, cpu0 = time.perf_counter(), time.process_time()
                 await swarm.all("send", m=m, size=args.size, timeout=args.timeout)
-                sent_s = time.perf_counter() - started
                 await asyncio.wait_for(rec.fanin_done.wait(), args.timeout)
                 fanin_s = time.perf_counter() - started
                 fanin_cpu = time.process_time() - cpu0
@@ -155,7 +158,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 fanin_peers_complete=sum(1 for c in rec.per_peer.values() if c == m),
                 fanin_out_of_order=rec.out_of_order,
                 fanin_s=fanin_s,
-                fanin_senders_done_s=sent_s,
                 fanin_msg_per_s=n * m / fanin_s,
                 fanin_mib_per_s=n * m * args.size / fanin_s / MIB,
                 fanin_hub_cpu_us_per_msg=fanin_cpu / (n * m) * 1e6,
@@ -200,6 +202,10 @@ def _print_table(r: dict[str, Any]) -> None:
         ("establish rate", f"{r['establish_per_s']:.0f} /s"),
         ("hub CPU per peer, first bucket", f"{r['cpu_per_established_first_ms']:.2f} ms"),
         ("hub CPU per peer, last bucket", f"{r['cpu_per_established_last_ms']:.2f} ms"),
+        (
+            "hub CPU establishing, user/sys",
+            f"{r['establish_hub_user_s']:.2f}/{r['establish_hub_system_s']:.2f} s",
+        ),
         ("hub RSS per peer", f"{r['rss_per_peer_kib']:.1f} KiB"),
         ("hub tasks per peer", f"{r['tasks_per_peer']:.2f}"),
         ("hub idle CPU, all connected", f"{r['idle_cpu_percent']:.2f} %"),
