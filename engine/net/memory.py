@@ -6,7 +6,10 @@ notifees hear ``connected`` / ``disconnected`` on both sides and ``refused`` for
 gate refusal, inbound streams run their
 handler in a task the host owns, streams follow trio's contract (``b""`` only at end of
 stream, ``aclose`` idempotent, Closed / Broken / Reset / Busy errors) and apply
-backpressure with a per-stream window. ``close()`` leaves no task behind.
+backpressure with a per-stream window; a reset discards buffered data (as yamux does).
+An optional ``max_connections`` refuses connections over the limit like the real host's
+limiter (``refused`` notification, ``ResourceLimitError`` for our dials). ``close()``
+leaves no task behind.
 
 Addresses look like real ones (``/ip4/127.0.0.<n>/tcp/<port>``) so address gates and
 CIDR bans behave as they would on sockets. Use :class:`MemoryNetwork` to build hosts::
@@ -35,6 +38,7 @@ from engine.errors import (
     NegotiationError,
     NotConnectedError,
     PeerIdMismatchError,
+    ResourceLimitError,
     StreamBusyError,
     StreamClosedError,
     StreamResetError,
@@ -217,6 +221,9 @@ class MemoryStream:
             if end is None or end._reset:
                 continue
             end._reset = True
+            # As yamux: a reset discards what was buffered, in both directions.
+            end._in.buf.clear()
+            end._out.buf.clear()
             end._in.readable.set()
             end._in.writable.set()
             end._out.readable.set()
@@ -265,9 +272,18 @@ class MemoryNetwork:
         self._listeners: dict[tuple[str, int], MemoryHost] = {}
         self._next_port = 40_000
 
-    def create_host(self, peer_id: PeerId, *, ip: str = "127.0.0.1") -> MemoryHost:
-        """A new, not yet listening host for ``peer_id`` whose connections come from ``ip``."""
-        return MemoryHost(self, peer_id, ip)
+    def create_host(
+        self, peer_id: PeerId, *, ip: str = "127.0.0.1", max_connections: int | None = None
+    ) -> MemoryHost:
+        """A new, not yet listening host for ``peer_id`` whose connections come from ``ip``.
+
+        Args:
+            peer_id: the host's peer id.
+            ip: the address its connections come from (and it listens on).
+            max_connections: established connections allowed (None: no limit), refused
+                as on the real host (inbound: closed; outbound: ResourceLimitError).
+        """
+        return MemoryHost(self, peer_id, ip, max_connections=max_connections)
 
     def _allocate_port(self) -> int:
         self._next_port += 1
@@ -299,8 +315,16 @@ class MemoryNetwork:
 class MemoryHost:
     """An in-memory libp2p host (implements :class:`~engine.net.interface.P2PHost`)."""
 
-    def __init__(self, network: MemoryNetwork, peer_id: PeerId, ip: str) -> None:
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        peer_id: PeerId,
+        ip: str,
+        *,
+        max_connections: int | None = None,
+    ) -> None:
         self._net = network
+        self._max_connections = max_connections
         self._peer_id = peer_id
         self._ip = ip
         self._addrs: list[Multiaddr] = []
@@ -402,6 +426,7 @@ class MemoryHost:
             DialTimeoutError: ``timeout`` is not positive.
             PeerIdMismatchError: the listener has another peer id.
             ConnectionGatedError: our own gate refused the address or the peer.
+            ResourceLimitError: our ``max_connections`` is reached.
         """
         if self._closed:
             raise DialError("host is closed")
@@ -422,6 +447,12 @@ class MemoryHost:
                 self._refuse(HostRefusal.GATE_ADDR, Direction.OUTBOUND, addr)
                 last = ConnectionGatedError(f"address {addr} refused by our gate")
                 continue
+            if self._at_limit(peer_id):
+                self._refuse(HostRefusal.MAX_CONNECTIONS, Direction.OUTBOUND, addr)
+                raise ResourceLimitError(
+                    "connection limit reached",
+                    details={"limit": self._max_connections, "what": "connections"},
+                )
             remote = self._net._lookup(addr)
             if remote is None or remote._closed:
                 last = DialError(f"connection refused: {addr}")
@@ -433,6 +464,10 @@ class MemoryHost:
             rgate = remote._gate
             if rgate is not None and not rgate.allow_addr(src, Direction.INBOUND):
                 remote._refuse(HostRefusal.GATE_ADDR, Direction.INBOUND, src)
+                last = DialError(f"connection to {addr} closed by the remote side")
+                continue
+            if remote._at_limit(self._peer_id):
+                remote._refuse(HostRefusal.MAX_CONNECTIONS, Direction.INBOUND, src)
                 last = DialError(f"connection to {addr} closed by the remote side")
                 continue
             if self._gate is not None and not self._gate.allow_peer(peer_id, Direction.OUTBOUND):
@@ -474,6 +509,11 @@ class MemoryHost:
         loop = asyncio.get_running_loop()
         for notifee in list(self._notifees):
             loop.call_soon(_call_quietly, notifee.disconnected, peer_id, reason)
+
+    def _at_limit(self, peer_id: PeerId) -> bool:
+        # A connection replacing one with the same peer does not add to the count.
+        limit = self._max_connections
+        return limit is not None and peer_id not in self._conns and len(self._conns) >= limit
 
     def _refuse(self, reason: HostRefusal, direction: Direction, remote: Multiaddr | None) -> None:
         counts = self._refused[direction]
