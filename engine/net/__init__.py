@@ -13,6 +13,7 @@ from engine.net.interface import (
     ConnectionInfo,
     Direction,
     HostNotifee,
+    HostRefusal,
     P2PHost,
     P2PStream,
     StreamHandler,
@@ -20,6 +21,7 @@ from engine.net.interface import (
 from engine.net.multistream import MULTISTREAM_PROTOCOL_ID
 from engine.net.noise import NOISE_PROTOCOL_ID
 from engine.net.ping import PING_PROTOCOL_ID
+from engine.net.protocols import ProtocolMatch, ProtocolTable
 from engine.net.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 
 __all__ = [
@@ -35,9 +37,12 @@ __all__ = [
     "Direction",
     "Host",
     "HostNotifee",
+    "HostRefusal",
     "HostStream",
     "IdentifyInfo",
     "P2PHost",
     "P2PStream",
+    "ProtocolMatch",
+    "ProtocolTable",
     "StreamHandler",
 ]
