@@ -52,14 +52,16 @@ async def _connect_all(hub: Node, swarm: Swarm, rec: HubRecorder) -> None:
     await asyncio.wait_for(rec.established.wait(), PHASE)
 
 
-async def _tasks_settle(baseline: int) -> int:
-    """The task count once it is back at ``baseline``, or after a bounded wait."""
-    for _ in range(500):
-        count = len(asyncio.all_tasks())
-        if count <= baseline:
-            return count
-        await asyncio.sleep(10 * MS)  # host read loops end as their sockets see EOF
-    return len(asyncio.all_tasks())
+async def _tasks_settle(baseline: set[asyncio.Task[object]]) -> set[asyncio.Task[object]]:
+    """Wait (bounded) for every task started since ``baseline`` to end; those still alive."""
+    me = asyncio.current_task()
+    extra: set[asyncio.Task[object]] = set()
+    for _ in range(20):  # tasks may start others while they end (host read loops, closes)
+        extra = {t for t in asyncio.all_tasks() if t not in baseline and t is not me}
+        if not extra:
+            break
+        await asyncio.wait(extra, timeout=PHASE / 20)
+    return extra
 
 
 async def test_thousand_peers_establish_deliver_and_leave(tmp_path: Path) -> None:
@@ -67,7 +69,7 @@ async def test_thousand_peers_establish_deliver_and_leave(tmp_path: Path) -> Non
         await swarm.start(hub)
         rec = HubRecorder(hub, PEERS)
         left = hub.subscribe(EventFilter(states={ConnectionState.DISCONNECTED}))
-        baseline = len(asyncio.all_tasks())
+        baseline = set(asyncio.all_tasks())
         baseline_node_tasks = hub.health()["tasks"]
 
         await _connect_all(hub, swarm, rec)
@@ -96,7 +98,7 @@ async def test_thousand_peers_establish_deliver_and_leave(tmp_path: Path) -> Non
                     break
         left.unsubscribe()
         assert hub.connected_peers() == []
-        assert await _tasks_settle(baseline) == baseline
+        assert await _tasks_settle(baseline) == set()
         assert hub.health()["tasks"] == baseline_node_tasks
         await rec.aclose()
         await swarm.all("stop", timeout=PHASE)
