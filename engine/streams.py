@@ -590,6 +590,11 @@ class StreamManager:
                                 events.message_dropped(peer_id, name, DropReason.STREAM_CLOSED)
                             return
                     deliver(peer_id, name, payload)
+                # Drop our references before waiting for the next read: an idle stream
+                # would otherwise pin its last burst (up to a read's worth of payloads)
+                # for as long as it stays open, on every connection.
+                chunk = payload = b""
+                payloads = []
         finally:
             self._retire(ch, stream, peer_id)
             if not state.closed:

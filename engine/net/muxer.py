@@ -805,6 +805,10 @@ class YamuxConnection:
                     self._dispatch(events)
                 if session.bytes_to_send:
                     self._kick()
+                # Release the last chunk and its events (which reference its data) before
+                # the next read: an idle connection would otherwise pin its last burst.
+                data = b""
+                events = []
         except asyncio.CancelledError:
             # We cancel the reader to close; finish the shutdown below either way.
             task = asyncio.current_task()

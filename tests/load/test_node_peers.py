@@ -104,13 +104,6 @@ async def test_thousand_peers_establish_deliver_and_leave(tmp_path: Path) -> Non
         await swarm.all("stop", timeout=PHASE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: engine/streams.py _read_loop keeps `chunk` and `payloads`, "
-    "engine/net/muxer.py _read_loop keeps `data` and `events` bound while awaiting the "
-    "next read, so every idle connection holds copies of its last burst (~4x the burst, "
-    "up to ~1 MiB per connection)",
-)
 async def test_hub_memory_returns_after_a_fanin_burst(tmp_path: Path) -> None:
     """Live memory (tracemalloc) after every peer's 100 KiB burst is back near its level
     before: well under one copy of the burst per peer."""
