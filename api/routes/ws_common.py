@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketState
 
 from api.auth import Principal, Scope
+from api.channels import frames
 from api.channels.codes import CloseCode, close_reason
 from api.channels.idempotency import IdempotencyCache
-from api.channels.outbound import WriteClock
+from api.channels.outbound import OutboundTracker, WriteClock
 from api.deps import authenticate_connection
 from api.errors import ApiError, error_response, status_for
 from api.settings import GatewaySettings
@@ -35,13 +37,20 @@ from engine.errors import GlueberryError, NodeNotRunningError
 __all__ = [
     "ChannelSlot",
     "ChannelState",
+    "admit_channel",
     "channel_state",
     "close_quietly",
     "error_fields",
     "open_channel",
     "refuse",
     "run_channel",
+    "serve_subscription",
 ]
+
+T = TypeVar("T")
+
+#: The body of a channel's reader or writer task; it returns ``(close code, reason)``.
+_TaskBody = Coroutine[Any, Any, tuple[int, str]]
 
 _CLOSE_BY_STATUS = {
     401: CloseCode.UNAUTHORIZED,
@@ -169,6 +178,85 @@ async def open_channel(websocket: WebSocket, scope: Scope) -> tuple[GatewayState
         error = NodeNotRunningError("the node is not running")
         raise ApiError(503, error.code, error.message)
     return gateway, principal, node
+
+
+async def admit_channel(
+    websocket: WebSocket, scope: Scope, check: Callable[[Any], T]
+) -> tuple[GatewayState, Principal, Any, ChannelSlot, T] | None:
+    """Everything a WebSocket channel does before accept: :func:`open_channel`, the
+    route's own parameter ``check`` and :meth:`ChannelState.claim`.
+
+    Args:
+        websocket: the socket, not accepted yet.
+        scope: the scope needed to open the channel.
+        check: called with the node; checks the route's parameters and returns what the
+            route needs of them. An engine error it raises refuses the channel with that
+            error's status, code and message.
+
+    Returns:
+        ``(gateway, principal, node, slot, checked)``, or ``None`` when the channel was
+        refused (the refusal is already sent; see :func:`refuse`). Release the slot when
+        the channel ends (``with slot:``).
+    """
+    try:
+        gateway, principal, node = await open_channel(websocket, scope)
+        try:
+            checked = check(node)
+        except GlueberryError as exc:
+            raise ApiError(status_for(exc), exc.code, exc.message) from None
+        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
+    except ApiError as exc:
+        await refuse(websocket, exc)
+        return None
+    return gateway, principal, node, slot, checked
+
+
+async def serve_subscription(
+    websocket: WebSocket,
+    gateway: GatewayState,
+    subscription: Any,
+    ready: Callable[[], dict[str, Any]],
+    writer: Callable[[OutboundTracker, WriteClock], _TaskBody],
+    reader: Callable[[], _TaskBody],
+) -> None:
+    """Accept a channel that forwards an engine subscription, and run it until it ends.
+
+    Sends the ``ready`` frame right after accept (a client gone by then ends the channel
+    quietly), starts ``writer`` (forwards the subscription, with the connection's lag/drop
+    accounting and write clock) and ``reader`` (the client's frames) and supervises them
+    with :func:`run_channel`. The subscription is unsubscribed however the channel ends.
+
+    Args:
+        websocket: the socket, admitted but not accepted yet.
+        gateway: the gateway state (settings, channel state).
+        subscription: the engine subscription (a bounded queue with ``buffer_size``,
+            ``pending``, ``dropped`` and ``unsubscribe()``).
+        ready: builds the ``ready`` frame (called after accept).
+        writer: starts the writer task, given the tracker and the clock.
+        reader: starts the reader task.
+    """
+    settings = gateway.settings
+    channels = channel_state(gateway, websocket.app)
+    try:
+        await websocket.accept()
+        await websocket.send_text(frames.encode(ready()))
+    except Exception:
+        subscription.unsubscribe()
+        return
+    channels.open_channels += 1
+    tracker = OutboundTracker(
+        subscription.buffer_size,
+        max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
+        settings.ws_max_dropped,
+    )
+    clock = WriteClock()
+    writer_task = asyncio.ensure_future(writer(tracker, clock))
+    reader_task = asyncio.ensure_future(reader())
+    try:
+        await run_channel(websocket, reader_task, writer_task, settings, clock)
+    finally:
+        subscription.unsubscribe()
+        channels.open_channels -= 1
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str = "") -> None:

@@ -35,7 +35,7 @@ from api.channels.outbound import WriteClock
 from api.channels.sse import RETRY_MS, sse_event
 from api.deps import authenticate_connection, bearer_scheme
 from api.errors import AUTH_ERRORS, ApiError, error_responses, status_for
-from api.routes.ws_common import ChannelSlot, channel_state, open_channel, refuse, run_channel
+from api.routes.ws_common import ChannelSlot, admit_channel, channel_state, run_channel
 from api.routes.ws_messages import reject_commands
 from api.state import GatewayState
 from engine.errors import GlueberryError, NodeNotRunningError
@@ -86,13 +86,10 @@ async def events_channel(
     snapshot: SnapshotQuery = False,
 ) -> None:
     """Connection events over a WebSocket (see the module docstring)."""
-    try:
-        gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
-        event_filter = _filter(peer, state)
-        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
-    except ApiError as exc:
-        await refuse(websocket, exc)
+    admitted = await admit_channel(websocket, Scope.MONITOR, lambda node: _filter(peer, state))
+    if admitted is None:
         return
+    gateway, _, node, slot, event_filter = admitted
     with slot:
         await websocket.accept()
         feed = event_feed(

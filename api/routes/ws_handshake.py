@@ -33,8 +33,7 @@ from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.inbound import FrameRateLimiter
 from api.channels.outbound import OutboundTracker, WriteClock
-from api.errors import ApiError
-from api.routes.ws_common import channel_state, error_fields, open_channel, refuse, run_channel
+from api.routes.ws_common import admit_channel, error_fields, serve_subscription
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
 
@@ -48,45 +47,26 @@ router = APIRouter()
 @router.websocket("/v1/handshake")
 async def handshake_channel(websocket: WebSocket) -> None:
     """App-mode handshake channel (see the module docstring)."""
-    try:
-        gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
-        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
-    except ApiError as exc:
-        await refuse(websocket, exc)
+    admitted = await admit_channel(websocket, Scope.MONITOR, lambda node: None)
+    if admitted is None:
         return
+    gateway, principal, node, slot, _ = admitted
     with slot:
         settings = gateway.settings
-        channels = channel_state(gateway, websocket.app)
         subscription = node.handshake_messages()
         mode = getattr(node.config, "handshake_mode", "auto")
-        try:
-            await websocket.accept()
-            await websocket.send_text(
-                frames.encode(
-                    frames.ready(
-                        "handshake",
-                        handshake_mode=str(getattr(mode, "value", mode)),
-                        queue_size=subscription.buffer_size,
-                    )
-                )
-            )
-        except Exception:
-            subscription.unsubscribe()
-            return
-        channels.open_channels += 1
-        tracker = OutboundTracker(
-            subscription.buffer_size,
-            max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
-            settings.ws_max_dropped,
+        await serve_subscription(
+            websocket,
+            gateway,
+            subscription,
+            lambda: frames.ready(
+                "handshake",
+                handshake_mode=str(getattr(mode, "value", mode)),
+                queue_size=subscription.buffer_size,
+            ),
+            lambda tracker, clock: _forward(websocket, subscription, tracker, clock),
+            lambda: _commands(websocket, node, principal, settings),
         )
-        clock = WriteClock()
-        writer = asyncio.ensure_future(_forward(websocket, subscription, tracker, clock))
-        reader = asyncio.ensure_future(_commands(websocket, node, principal, settings))
-        try:
-            await run_channel(websocket, reader, writer, settings, clock)
-        finally:
-            subscription.unsubscribe()
-            channels.open_channels -= 1
 
 
 async def _forward(

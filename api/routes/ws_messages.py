@@ -13,8 +13,7 @@ Scope: ``monitor``.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket
 
@@ -22,13 +21,10 @@ from api.auth import Scope
 from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.inbound import FrameRateLimiter
-from api.channels.outbound import OutboundTracker, WriteClock
-from api.errors import ApiError, status_for
-from api.routes.ws_common import channel_state, open_channel, refuse, run_channel
+from api.routes.ws_common import admit_channel, serve_subscription
 from api.routes.ws_streams import pump_messages
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
-from engine.errors import GlueberryError
 from engine.stream_name import check_stream_name
 
 __all__ = ["reject_commands", "router"]
@@ -43,53 +39,35 @@ async def messages_channel(
     peer: Annotated[str | None, Query(max_length=128)] = None,
 ) -> None:
     """Fan-in of received messages (see the module docstring)."""
-    try:
-        gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
+
+    def check(node: Any) -> PeerId | None:
         pid = PeerId.from_string(peer) if peer else None
         if stream:
             check_stream_name(stream, node.config.max_stream_name_length)
-        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
-    except ApiError as exc:
-        await refuse(websocket, exc)
+        return pid
+
+    admitted = await admit_channel(websocket, Scope.MONITOR, check)
+    if admitted is None:
         return
-    except GlueberryError as exc:
-        await refuse(websocket, ApiError(status_for(exc), exc.code, exc.message))
-        return
+    gateway, _, node, slot, pid = admitted
     with slot:
         settings = gateway.settings
-        channels = channel_state(gateway, websocket.app)
         subscription = node.messages(stream or None, pid, buffer_size=settings.ws_queue_size)
-        try:
-            await websocket.accept()
-            await websocket.send_text(
-                frames.encode(
-                    frames.ready(
-                        "messages",
-                        stream=stream or None,
-                        peer_id=None if pid is None else str(pid),
-                        queue_size=subscription.buffer_size,
-                    )
-                )
-            )
-        except Exception:
-            subscription.unsubscribe()
-            return
-        channels.open_channels += 1
-        tracker = OutboundTracker(
-            subscription.buffer_size,
-            max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
-            settings.ws_max_dropped,
+        await serve_subscription(
+            websocket,
+            gateway,
+            subscription,
+            lambda: frames.ready(
+                "messages",
+                stream=stream or None,
+                peer_id=None if pid is None else str(pid),
+                queue_size=subscription.buffer_size,
+            ),
+            lambda tracker, clock: pump_messages(
+                websocket, subscription, tracker, clock, binary=False
+            ),
+            lambda: reject_commands(websocket, settings),
         )
-        clock = WriteClock()
-        writer = asyncio.ensure_future(
-            pump_messages(websocket, subscription, tracker, clock, binary=False)
-        )
-        reader = asyncio.ensure_future(reject_commands(websocket, settings))
-        try:
-            await run_channel(websocket, reader, writer, settings, clock)
-        finally:
-            subscription.unsubscribe()
-            channels.open_channels -= 1
 
 
 async def reject_commands(websocket: WebSocket, settings: GatewaySettings) -> tuple[int, str]:

@@ -39,11 +39,14 @@ from api.channels.codes import CloseCode
 from api.channels.idempotency import IdempotencyCache, KeyState
 from api.channels.inbound import FrameRateLimiter
 from api.channels.outbound import OutboundTracker, WriteClock
-from api.errors import ApiError, status_for
-from api.routes.ws_common import channel_state, error_fields, open_channel, refuse, run_channel
+from api.routes.ws_common import (
+    admit_channel,
+    channel_state,
+    error_fields,
+    serve_subscription,
+)
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
-from engine.errors import GlueberryError
 from engine.stream_name import check_stream_name
 
 __all__ = ["pump_messages", "router"]
@@ -56,57 +59,38 @@ router = APIRouter()
 @router.websocket("/v1/peers/{peer_id}/streams/{stream}")
 async def stream_channel(websocket: WebSocket, peer_id: str, stream: str) -> None:
     """Bidirectional channel on one named stream of one peer (see the module docstring)."""
-    try:
-        gateway, principal, node = await open_channel(websocket, Scope.MONITOR)
+
+    def check(node: Any) -> PeerId:
         pid = PeerId.from_string(peer_id)
         check_stream_name(stream, node.config.max_stream_name_length)
-        slot = channel_state(gateway, websocket.app).claim(principal.key_id)
-    except ApiError as exc:
-        await refuse(websocket, exc)
+        return pid
+
+    admitted = await admit_channel(websocket, Scope.MONITOR, check)
+    if admitted is None:
         return
-    except GlueberryError as exc:
-        await refuse(websocket, ApiError(status_for(exc), exc.code, exc.message))
-        return
+    gateway, principal, node, slot, pid = admitted
     with slot:
         settings = gateway.settings
-        channels = channel_state(gateway, websocket.app)
+        idempotency = channel_state(gateway, websocket.app).idempotency
         # Subscribe before accepting: every message received from here on is delivered.
         subscription = node.messages(stream, pid, buffer_size=settings.ws_queue_size)
-        try:
-            await websocket.accept()
-            await websocket.send_text(
-                frames.encode(
-                    frames.ready(
-                        "stream",
-                        peer_id=str(pid),
-                        stream=stream,
-                        state=str(node.connection_state(pid).value),
-                        queue_size=subscription.buffer_size,
-                        max_message_size=int(node.config.max_message_size),
-                    )
-                )
-            )
-        except Exception:
-            subscription.unsubscribe()
-            return
-        channels.open_channels += 1
-        tracker = OutboundTracker(
-            subscription.buffer_size,
-            max(1, int(subscription.buffer_size * settings.ws_lag_threshold)),
-            settings.ws_max_dropped,
+        await serve_subscription(
+            websocket,
+            gateway,
+            subscription,
+            lambda: frames.ready(
+                "stream",
+                peer_id=str(pid),
+                stream=stream,
+                state=str(node.connection_state(pid).value),
+                queue_size=subscription.buffer_size,
+                max_message_size=int(node.config.max_message_size),
+            ),
+            lambda tracker, clock: pump_messages(
+                websocket, subscription, tracker, clock, binary=True
+            ),
+            lambda: _read_sends(websocket, node, pid, stream, principal, settings, idempotency),
         )
-        clock = WriteClock()
-        writer = asyncio.ensure_future(
-            pump_messages(websocket, subscription, tracker, clock, binary=True)
-        )
-        reader = asyncio.ensure_future(
-            _read_sends(websocket, node, pid, stream, principal, settings, channels.idempotency)
-        )
-        try:
-            await run_channel(websocket, reader, writer, settings, clock)
-        finally:
-            subscription.unsubscribe()
-            channels.open_channels -= 1
 
 
 async def pump_messages(
