@@ -51,6 +51,66 @@ T = TypeVar("T")
 PEER_ID_EXAMPLE = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 ADDR_EXAMPLE = "/ip4/127.0.0.1/tcp/4001"
 
+# Example objects of the resources; a schema that embeds a resource embeds its example.
+_CONNECTION_EXAMPLE: dict[str, Any] = {
+    "state": "established",
+    "reconnect_attempts": 0,
+    "next_retry_at": None,
+    "is_outbound": True,
+    "connected_since": 1764100000.0,
+    "cooldown_until": None,
+}
+_PEER_EXAMPLE: dict[str, Any] = {
+    "peer_id": PEER_ID_EXAMPLE,
+    "addrs": [ADDR_EXAMPLE],
+    "metadata": {"name": "alice"},
+    "public_key": None,
+    "first_seen": 1764100000.0,
+    "last_seen": 1764100100.0,
+    "connect_count": 1,
+    "created_at": 1764100000.0,
+    "updated_at": 1764100000.0,
+    "blacklisted": False,
+    "connection": _CONNECTION_EXAMPLE,
+}
+_BAN_EXAMPLE: dict[str, Any] = {
+    "target": "10.0.0.0/8",
+    "kind": "cidr",
+    "reason": "abuse",
+    "created_at": 1764100000.0,
+    "expires_at": 1764103600.0,
+}
+_PEER_STATS_EXAMPLE: dict[str, Any] = {
+    "peer_id": PEER_ID_EXAMPLE,
+    "stats": {
+        "streams": {
+            "messages": {
+                "messages_in": 3,
+                "messages_out": 2,
+                "bytes_in": 15,
+                "bytes_out": 10,
+            }
+        },
+        "messages_in": 3,
+        "messages_out": 2,
+        "bytes_in": 15,
+        "bytes_out": 10,
+        "connected": True,
+        "connect_count": 1,
+        "ping_rtt": 0.0004,
+        "decryption_errors": 0,
+    },
+}
+_EVENT_EXAMPLE: dict[str, Any] = {
+    "id": 7,
+    "peer_id": PEER_ID_EXAMPLE,
+    "state": "established",
+    "previous_state": "connected",
+    "timestamp": 1764100000.0,
+    "error_code": None,
+    "error_message": None,
+}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -113,20 +173,7 @@ class NodeInfo(BaseModel):
 class ConnectionStatus(BaseModel):
     """A peer's connection state machine, as seen now."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "state": "established",
-                    "reconnect_attempts": 0,
-                    "next_retry_at": None,
-                    "is_outbound": True,
-                    "connected_since": 1764100000.0,
-                    "cooldown_until": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_CONNECTION_EXAMPLE]})
 
     state: str = Field(
         description="disconnected, connecting, connected, established, reconnecting, cooldown",
@@ -179,32 +226,7 @@ class PeerUpdate(_Strict):
 class PeerPublic(BaseModel):
     """An address-book entry with its live connection status."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "peer_id": PEER_ID_EXAMPLE,
-                    "addrs": [ADDR_EXAMPLE],
-                    "metadata": {"name": "alice"},
-                    "public_key": None,
-                    "first_seen": 1764100000.0,
-                    "last_seen": 1764100100.0,
-                    "connect_count": 1,
-                    "created_at": 1764100000.0,
-                    "updated_at": 1764100000.0,
-                    "blacklisted": False,
-                    "connection": {
-                        "state": "established",
-                        "reconnect_attempts": 0,
-                        "next_retry_at": None,
-                        "is_outbound": True,
-                        "connected_since": 1764100000.0,
-                        "cooldown_until": None,
-                    },
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_PEER_EXAMPLE]})
 
     peer_id: str
     addrs: list[str]
@@ -223,33 +245,7 @@ class PeerResult(BaseModel):
     """A changed peer and whether the change is durable."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "peer": {
-                        "peer_id": PEER_ID_EXAMPLE,
-                        "addrs": [ADDR_EXAMPLE],
-                        "metadata": {"name": "alice"},
-                        "public_key": None,
-                        "first_seen": 1764100000.0,
-                        "last_seen": 1764100100.0,
-                        "connect_count": 1,
-                        "created_at": 1764100000.0,
-                        "updated_at": 1764100000.0,
-                        "blacklisted": False,
-                        "connection": {
-                            "state": "established",
-                            "reconnect_attempts": 0,
-                            "next_retry_at": None,
-                            "is_outbound": True,
-                            "connected_since": 1764100000.0,
-                            "cooldown_until": None,
-                        },
-                    },
-                    "persisted": True,
-                }
-            ]
-        }
+        json_schema_extra={"examples": [{"peer": _PEER_EXAMPLE, "persisted": True}]}
     )
 
     peer: PeerPublic
@@ -273,22 +269,7 @@ class ConnectionList(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {
-                    "items": [
-                        {
-                            "peer_id": PEER_ID_EXAMPLE,
-                            **{
-                                "state": "established",
-                                "reconnect_attempts": 0,
-                                "next_retry_at": None,
-                                "is_outbound": True,
-                                "connected_since": 1764100000.0,
-                                "cooldown_until": None,
-                            },
-                        }
-                    ],
-                    "total": 1,
-                }
+                {"items": [{"peer_id": PEER_ID_EXAMPLE, **_CONNECTION_EXAMPLE}], "total": 1}
             ]
         }
     )
@@ -347,19 +328,7 @@ class BanCreate(BanOptions):
 class BanPublic(BaseModel):
     """One blacklist entry."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "target": "10.0.0.0/8",
-                    "kind": "cidr",
-                    "reason": "abuse",
-                    "created_at": 1764100000.0,
-                    "expires_at": 1764103600.0,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_BAN_EXAMPLE]})
 
     target: str
     kind: Literal["peer", "cidr"]
@@ -372,20 +341,7 @@ class BanResult(BaseModel):
     """A created ban and whether it is durable."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "ban": {
-                        "target": "10.0.0.0/8",
-                        "kind": "cidr",
-                        "reason": "abuse",
-                        "created_at": 1764100000.0,
-                        "expires_at": 1764103600.0,
-                    },
-                    "persisted": True,
-                }
-            ]
-        }
+        json_schema_extra={"examples": [{"ban": _BAN_EXAMPLE, "persisted": True}]}
     )
 
     ban: BanPublic
@@ -509,33 +465,7 @@ class HandshakeMessageCreate(MessageCreate):
 class PeerStatsPublic(BaseModel):
     """Statistics of one peer."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "peer_id": PEER_ID_EXAMPLE,
-                    "stats": {
-                        "streams": {
-                            "messages": {
-                                "messages_in": 3,
-                                "messages_out": 2,
-                                "bytes_in": 15,
-                                "bytes_out": 10,
-                            }
-                        },
-                        "messages_in": 3,
-                        "messages_out": 2,
-                        "bytes_in": 15,
-                        "bytes_out": 10,
-                        "connected": True,
-                        "connect_count": 1,
-                        "ping_rtt": 0.0004,
-                        "decryption_errors": 0,
-                    },
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_PEER_STATS_EXAMPLE]})
 
     peer_id: str
     stats: dict[str, Any]
@@ -545,36 +475,7 @@ class StatsPublic(BaseModel):
     """Statistics of every tracked peer."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "peers": [
-                        {
-                            "peer_id": PEER_ID_EXAMPLE,
-                            "stats": {
-                                "streams": {
-                                    "messages": {
-                                        "messages_in": 3,
-                                        "messages_out": 2,
-                                        "bytes_in": 15,
-                                        "bytes_out": 10,
-                                    }
-                                },
-                                "messages_in": 3,
-                                "messages_out": 2,
-                                "bytes_in": 15,
-                                "bytes_out": 10,
-                                "connected": True,
-                                "connect_count": 1,
-                                "ping_rtt": 0.0004,
-                                "decryption_errors": 0,
-                            },
-                        }
-                    ],
-                    "total": 1,
-                }
-            ]
-        }
+        json_schema_extra={"examples": [{"peers": [_PEER_STATS_EXAMPLE], "total": 1}]}
     )
 
     peers: list[PeerStatsPublic]
@@ -584,21 +485,7 @@ class StatsPublic(BaseModel):
 class EventPublic(BaseModel):
     """One connection event."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 7,
-                    "peer_id": PEER_ID_EXAMPLE,
-                    "state": "established",
-                    "previous_state": "connected",
-                    "timestamp": 1764100000.0,
-                    "error_code": None,
-                    "error_message": None,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_EVENT_EXAMPLE]})
 
     id: int
     peer_id: str
@@ -614,23 +501,7 @@ class EventPage(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "events": [
-                        {
-                            "id": 7,
-                            "peer_id": PEER_ID_EXAMPLE,
-                            "state": "established",
-                            "previous_state": "connected",
-                            "timestamp": 1764100000.0,
-                            "error_code": None,
-                            "error_message": None,
-                        }
-                    ],
-                    "next_cursor": 7,
-                    "gap": False,
-                }
-            ]
+            "examples": [{"events": [_EVENT_EXAMPLE], "next_cursor": 7, "gap": False}]
         }
     )
 
