@@ -142,15 +142,16 @@ class EngineCollector(Collector):
         node = self._node_getter()
         if node is None:
             return
-        up = GaugeMetricFamily("glueberry_node_running", "1 when the node is running.")
-        up.add_metric([], 1.0 if bool(getattr(node, "running", False)) else 0.0)
-        yield up
-        connected = GaugeMetricFamily("glueberry_connected_peers", "Connected peers.")
+        yield GaugeMetricFamily(
+            "glueberry_node_running",
+            "1 when the node is running.",
+            value=1.0 if bool(getattr(node, "running", False)) else 0.0,
+        )
         try:
-            connected.add_metric([], float(len(node.connected_peers())))
+            connected = float(len(node.connected_peers()))
         except Exception:
-            connected.add_metric([], 0.0)
-        yield connected
+            connected = 0.0
+        yield GaugeMetricFamily("glueberry_connected_peers", "Connected peers.", value=connected)
         try:
             stats = node.all_stats()
         except Exception:
@@ -199,9 +200,9 @@ class EngineCollector(Collector):
         yield from _health_families(health)
         tasks = health.get("tasks") if isinstance(health, dict) else None
         if isinstance(tasks, int | float):
-            family = GaugeMetricFamily("glueberry_engine_tasks", "Tasks owned by the engine.")
-            family.add_metric([], float(tasks))
-            yield family
+            yield GaugeMetricFamily(
+                "glueberry_engine_tasks", "Tasks owned by the engine.", value=float(tasks)
+            )
 
 
 @functools.cache
@@ -293,38 +294,39 @@ def _counter_families(counters: dict[str, Any]) -> Iterator[Metric]:
         "error_code",
         _bounded(counters.get("connections_closed"), codes | {"none"}, zero=False),
     )
-    reconnects = CounterMetricFamily("glueberry_reconnect_attempts", "Reconnection dials started.")
-    reconnects.add_metric([], float(counters.get("reconnect_attempts") or 0))
-    yield reconnects
+    yield CounterMetricFamily(
+        "glueberry_reconnect_attempts",
+        "Reconnection dials started.",
+        value=float(counters.get("reconnect_attempts") or 0),
+    )
 
 
 def _health_families(health: dict[str, Any]) -> Iterator[Metric]:
     """Gauges from ``node.health()``."""
     if not health:
         return
-    ready = GaugeMetricFamily(
-        "glueberry_node_ready", "1 when the node is ready (running and every check ok)."
+    yield GaugeMetricFamily(
+        "glueberry_node_ready",
+        "1 when the node is ready (running and every check ok).",
+        value=1.0 if health.get("ready") else 0.0,
     )
-    ready.add_metric([], 1.0 if health.get("ready") else 0.0)
-    yield ready
     checks = health.get("checks")
     loop = checks.get("event_loop") if isinstance(checks, dict) else None
     lag_ms = loop.get("lag_ms") if isinstance(loop, dict) else None
     if isinstance(lag_ms, int | float):
-        lag = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "glueberry_engine_event_loop_lag_seconds",
             "Latest event-loop lag measured by the engine (one sample per health_interval).",
+            value=float(lag_ms) / 1000,
         )
-        lag.add_metric([], float(lag_ms) / 1000)
-        yield lag
     connections = health.get("connections")
     pending = connections.get("pending") if isinstance(connections, dict) else None
     if isinstance(pending, int | float):
-        family = GaugeMetricFamily(
-            "glueberry_pending_connections", "Inbound connections being upgraded by the host."
+        yield GaugeMetricFamily(
+            "glueberry_pending_connections",
+            "Inbound connections being upgraded by the host.",
+            value=float(pending),
         )
-        family.add_metric([], float(pending))
-        yield family
 
 
 def _field(obj: Any, name: str) -> Any:
