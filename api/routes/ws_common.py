@@ -27,6 +27,7 @@ from api.auth import Principal, Scope
 from api.channels import frames
 from api.channels.codes import CloseCode, close_reason
 from api.channels.idempotency import IdempotencyCache
+from api.channels.inbound import FrameRateLimiter
 from api.channels.outbound import OutboundTracker, WriteClock
 from api.deps import authenticate_connection
 from api.errors import ApiError, error_response, status_for
@@ -35,12 +36,14 @@ from api.state import GatewayState
 from engine.errors import GlueberryError, NodeNotRunningError
 
 __all__ = [
+    "RATE_LIMITED_CLOSE",
     "ChannelSlot",
     "ChannelState",
     "admit_channel",
     "channel_state",
     "close_quietly",
     "error_fields",
+    "frame_limiter",
     "open_channel",
     "refuse",
     "run_channel",
@@ -48,6 +51,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: A reader's close decision when the client kept sending over the frame rate limit.
+RATE_LIMITED_CLOSE: tuple[int, str] = (
+    CloseCode.RATE_LIMITED,
+    "rate limited: too many frames over the limit",
+)
 
 #: The body of a channel's reader or writer task; it returns ``(close code, reason)``.
 _TaskBody = Coroutine[Any, Any, tuple[int, str]]
@@ -149,6 +158,13 @@ def error_fields(exc: BaseException) -> tuple[str, str, int]:
     if isinstance(exc, GlueberryError):
         return exc.code, exc.message, status_for(exc)
     return "internal_error", "internal server error", 500
+
+
+def frame_limiter(settings: GatewaySettings) -> FrameRateLimiter:
+    """The inbound frame rate limit of one connection (``ws_rate_*`` settings)."""
+    return FrameRateLimiter(
+        settings.ws_rate_limit, settings.ws_rate_burst, settings.ws_rate_close_after
+    )
 
 
 async def refuse(websocket: WebSocket, exc: ApiError) -> None:

@@ -31,9 +31,14 @@ from fastapi import APIRouter, WebSocket
 from api.auth import Principal, Scope
 from api.channels import frames
 from api.channels.codes import CloseCode
-from api.channels.inbound import FrameRateLimiter
 from api.channels.outbound import OutboundTracker, WriteClock
-from api.routes.ws_common import admit_channel, error_fields, serve_subscription
+from api.routes.ws_common import (
+    RATE_LIMITED_CLOSE,
+    admit_channel,
+    error_fields,
+    frame_limiter,
+    serve_subscription,
+)
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
 
@@ -98,9 +103,7 @@ async def _forward(
 async def _commands(
     websocket: WebSocket, node: Any, principal: Principal, settings: GatewaySettings
 ) -> tuple[int, str]:
-    limiter = FrameRateLimiter(
-        settings.ws_rate_limit, settings.ws_rate_burst, settings.ws_rate_close_after
-    )
+    limiter = frame_limiter(settings)
     may_write = principal.allows(Scope.PEERS_WRITE)
     while True:
         event = await websocket.receive()
@@ -114,7 +117,7 @@ async def _commands(
             nack["retry_after"] = round(verdict.retry_after, 3)
             await websocket.send_text(frames.encode(nack))
             if verdict.close:
-                return CloseCode.RATE_LIMITED, "rate limited: too many frames over the limit"
+                return RATE_LIMITED_CLOSE
             continue
         reply = await _execute(node, text, may_write)
         await websocket.send_text(frames.encode(reply))

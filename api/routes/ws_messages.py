@@ -19,9 +19,12 @@ from fastapi import APIRouter, Query, WebSocket
 
 from api.auth import Scope
 from api.channels import frames
-from api.channels.codes import CloseCode
-from api.channels.inbound import FrameRateLimiter
-from api.routes.ws_common import admit_channel, serve_subscription
+from api.routes.ws_common import (
+    RATE_LIMITED_CLOSE,
+    admit_channel,
+    frame_limiter,
+    serve_subscription,
+)
 from api.routes.ws_streams import pump_messages
 from api.settings import GatewaySettings
 from engine.crypto.identity import PeerId
@@ -77,9 +80,7 @@ async def reject_commands(websocket: WebSocket, settings: GatewaySettings) -> tu
         ``(close code, reason)``: 0 when the client went away, 4029 when it kept
         sending over the rate limit.
     """
-    limiter = FrameRateLimiter(
-        settings.ws_rate_limit, settings.ws_rate_burst, settings.ws_rate_close_after
-    )
+    limiter = frame_limiter(settings)
     while True:
         event = await websocket.receive()
         if event["type"] == "websocket.disconnect":
@@ -93,4 +94,4 @@ async def reject_commands(websocket: WebSocket, settings: GatewaySettings) -> tu
             )
         await websocket.send_text(frames.encode(frame))
         if verdict.close:
-            return CloseCode.RATE_LIMITED, "rate limited: too many frames over the limit"
+            return RATE_LIMITED_CLOSE

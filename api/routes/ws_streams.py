@@ -37,12 +37,13 @@ from api.auth import Principal, Scope
 from api.channels import frames
 from api.channels.codes import CloseCode
 from api.channels.idempotency import IdempotencyCache, KeyState
-from api.channels.inbound import FrameRateLimiter
 from api.channels.outbound import OutboundTracker, WriteClock
 from api.routes.ws_common import (
+    RATE_LIMITED_CLOSE,
     admit_channel,
     channel_state,
     error_fields,
+    frame_limiter,
     serve_subscription,
 )
 from api.settings import GatewaySettings
@@ -154,9 +155,7 @@ async def _read_sends(
     cache: IdempotencyCache,
 ) -> tuple[int, str]:
     """Read frames one at a time, send each, reply ack/nack. Returns the close decision."""
-    limiter = FrameRateLimiter(
-        settings.ws_rate_limit, settings.ws_rate_burst, settings.ws_rate_close_after
-    )
+    limiter = frame_limiter(settings)
     may_send = principal.allows(Scope.STREAMS_SEND)
     owner = principal.key_id
     scope_prefix = (str(peer), stream)
@@ -181,7 +180,7 @@ async def _read_sends(
                 )
             )
             if verdict.close:
-                return CloseCode.RATE_LIMITED, "rate limited: too many frames over the limit"
+                return RATE_LIMITED_CLOSE
             continue
         data: bytes | None = event.get("bytes")
         key: str | None = None
