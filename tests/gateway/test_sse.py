@@ -26,23 +26,11 @@ from .ws_kit import (
     Recorder,
     build_node,
     connect_nodes,
-    live_gateway,
+    gateway,
     recorder,
 )
 
-__all__ = ["recorder"]  # fixture
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, api_keys: ApiKeyRepository) -> AsyncIterator[LiveGateway]:
-    gw = await live_gateway(tmp_path / "gw", api_keys)
-    try:
-        yield gw
-    finally:
-        await gw.stop()
-
-
-__all__ = ["recorder"]  # fixture
+__all__ = ["gateway", "recorder"]  # fixtures
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 import websockets
 
 from .processes import GatewayProcess, create_key
-from .ws_kit import TIMEOUT, Client, Recorder, recorder, ws_connect
+from .ws_kit import TIMEOUT, Client, Recorder, recorder, tiny_socket, ws_connect
 
 __all__ = ["recorder"]  # fixture
 
@@ -309,14 +308,6 @@ async def _drain(ws: Client) -> tuple[list[int], list[dict[str, Any]]]:
         return delivered, control
 
 
-def _tiny_socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    return sock
-
-
 async def test_slow_reader_gets_lag_dropped_and_4008_others_unaffected(
     small_pair: tuple[Side, Side], recorder: Recorder
 ) -> None:
@@ -330,7 +321,7 @@ async def test_slow_reader_gets_lag_dropped_and_4008_others_unaffected(
             recorder,
             key=b.key,
             max_queue=1,
-            sock=_tiny_socket(b.port),
+            sock=tiny_socket(b.port),
         ) as slow,
         ws_connect(b.stream_url(a.peer_id), "stream", recorder, key=b.key) as healthy,
         ws_connect(a.stream_url(b.peer_id), "stream", recorder, key=a.key) as tx,

@@ -26,28 +26,13 @@ from .ws_kit import (
     Recorder,
     build_node,
     connect_nodes,
+    gateway,
     live_gateway,
     recorder,
     ws_connect,
 )
 
-__all__ = ["recorder"]  # fixture
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, api_keys: ApiKeyRepository, request: pytest.FixtureRequest
-) -> AsyncIterator[LiveGateway]:
-    settings: dict[str, Any] = dict(getattr(request, "param", {}))
-    node_settings = settings.pop("node", {})
-    gw = await live_gateway(tmp_path / "gw", api_keys, node=node_settings, **settings)
-    try:
-        yield gw
-    finally:
-        await gw.stop()
-
-
-__all__ = ["recorder"]  # fixture
+__all__ = ["gateway", "recorder"]  # fixtures
 
 
 @pytest.fixture

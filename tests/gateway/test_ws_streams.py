@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import socket
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import websockets
 from api.channels.idempotency import KeyState
 from models import ApiKeyRepository
 
-from .ws_kit import LiveGateway, Recorder, pair, recorder, ws_connect
+from .ws_kit import LiveGateway, Recorder, pair, recorder, tiny_socket, ws_connect
 
 __all__ = ["pair", "recorder"]  # fixtures
 
@@ -190,15 +189,6 @@ async def test_ticket_is_single_use(
     assert info.value.response.status_code == 401
 
 
-def _tiny_socket(port: int) -> socket.socket:
-    """A client socket with a small receive buffer, so a non-reader fills up quickly."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    return sock
-
-
 @pytest.mark.parametrize("pair", [{"ws_max_dropped": 4, "ws_queue_size": 8}], indirect=True)
 async def test_slow_reader_gets_lag_dropped_then_4008(
     pair: tuple[LiveGateway, LiveGateway], api_keys: ApiKeyRepository, recorder: Recorder
@@ -210,7 +200,7 @@ async def test_slow_reader_gets_lag_dropped_then_4008(
     total = 240
     async with (
         ws_connect(
-            url_b, "stream", recorder, key=key, max_queue=1, sock=_tiny_socket(b.port)
+            url_b, "stream", recorder, key=key, max_queue=1, sock=tiny_socket(b.port)
         ) as slow,
         ws_connect(url_b, "stream", recorder, key=key) as healthy,
         ws_connect(_stream_url(a, b.node.peer_id), "stream", recorder, key=key) as tx,

@@ -269,6 +269,16 @@ async def live_gateway(
     return await LiveGateway(app, engine_node).start()
 
 
+def tiny_socket(port: int) -> socket.socket:
+    """A client socket to 127.0.0.1:``port`` with a small receive buffer, so a client
+    that does not read fills up quickly (for ``ws_connect(..., sock=)``)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
 async def connect_nodes(a: Node, b: Node) -> None:
     """``a`` dials ``b`` and both reach ``established``."""
     from engine.connection_state import ConnectionState
@@ -294,6 +304,23 @@ def recorder() -> Iterator[Recorder]:
     rec = Recorder()
     yield rec
     rec.validate(CONTRACT)
+
+
+@pytest.fixture
+async def gateway(
+    tmp_path: Path, api_keys: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[LiveGateway]:
+    """One in-process gateway with its own node (not connected to anything).
+
+    Parametrize indirectly with gateway settings (``node=`` for engine settings).
+    """
+    settings: dict[str, Any] = dict(getattr(request, "param", {}))
+    node_settings = settings.pop("node", {})
+    gw = await live_gateway(tmp_path / "gw", api_keys, node=node_settings, **settings)
+    try:
+        yield gw
+    finally:
+        await gw.stop()
 
 
 @pytest.fixture
