@@ -127,6 +127,19 @@ class ApiError(Exception):
         self.details: dict[str, Any] = dict(details or {})
         self.headers: dict[str, str] = dict(headers or {})
 
+    @classmethod
+    def from_engine(cls, error: GlueberryError) -> ApiError:
+        """An engine error as a gateway error: its status (:func:`status_for`), code and
+        message; not its details.
+
+        Args:
+            error: the engine error.
+
+        Returns:
+            the :class:`ApiError` to raise or to refuse a channel with.
+        """
+        return cls(status_for(error), error.code, error.message)
+
 
 # -- response schema (for OpenAPI) ---------------------------------------------------------
 

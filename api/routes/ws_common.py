@@ -219,7 +219,7 @@ async def admit_channel(
         try:
             checked = check(node)
         except GlueberryError as exc:
-            raise ApiError(status_for(exc), exc.code, exc.message) from None
+            raise ApiError.from_engine(exc) from None
         slot = channel_state(gateway, websocket.app).claim(principal.key_id)
     except ApiError as exc:
         await refuse(websocket, exc)

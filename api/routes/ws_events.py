@@ -34,7 +34,7 @@ from api.channels.event_feed import event_feed, parse_filter
 from api.channels.outbound import WriteClock
 from api.channels.sse import RETRY_MS, sse_event
 from api.deps import authenticate_connection, bearer_scheme
-from api.errors import AUTH_ERRORS, ApiError, error_responses, status_for
+from api.errors import AUTH_ERRORS, ApiError, error_responses
 from api.routes.ws_common import ChannelSlot, admit_channel, channel_state, run_channel
 from api.routes.ws_messages import reject_commands
 from api.state import GatewayState
@@ -72,7 +72,7 @@ def _filter(peer: list[str], state: list[str]) -> Any:
     try:
         return parse_filter(peer, state)
     except GlueberryError as exc:
-        raise ApiError(status_for(exc), exc.code, exc.message) from None
+        raise ApiError.from_engine(exc) from None
     except ValueError:
         raise ApiError(422, "invalid_state", "state must be a connection state name") from None
 
