@@ -219,6 +219,15 @@ async def serve(settings: Any, *, env_file: str | None = ".env") -> int:
     async def on_started(_: Any) -> None:
         # The node started the repository's flush loop; the key store has its own.
         await api_keys.start()
+        if not await api_keys.list(include_revoked=False):
+            # A first run answers 401 to everything but health: say how to get in.
+            print(
+                "no API key yet: every route but /healthz and /readyz needs one; create "
+                f"one with: GLUEBERRY_DATA_DIR={settings.data_dir} glueberry apikey create "
+                "--scope admin",
+                file=sys.stderr,
+                flush=True,
+            )
 
     app = create_app(
         settings,

@@ -11,7 +11,7 @@ import pytest
 
 from engine.crypto.identity import Identity
 
-from .processes import create_key, run_cli
+from .processes import GatewayProcess, create_key, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +50,21 @@ def test_apikey_create_list_revoke(tmp_path: Path) -> None:
     assert "api_key_not_found" in failure.value.stderr
     with pytest.raises(subprocess.CalledProcessError):
         run_cli(tmp_path, "apikey", "create", "--scope", "root")
+
+
+def test_serve_says_how_to_get_a_key_until_one_exists(tmp_path: Path) -> None:
+    hint = "no API key yet"
+    gateway = GatewayProcess(tmp_path).start()
+    try:
+        assert hint in gateway.log()
+        assert f"GLUEBERRY_DATA_DIR={tmp_path} glueberry apikey create --scope admin" in (
+            gateway.log()
+        )
+    finally:
+        gateway.stop()
+    create_key(tmp_path, "monitor")
+    gateway.start()
+    try:
+        assert gateway.log().count(hint) == 1  # the second start printed no hint
+    finally:
+        gateway.stop()
