@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -184,6 +185,8 @@ async def sender(args: argparse.Namespace) -> None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         await node.disconnect(peer)
+        if args.gc_freeze:  # as `glueberry serve` does once started
+            gc.freeze()
         lat = await latency(node, peer, args.cycles)
         results = {"throughput": runs, "connect_handshake": lat}
     finally:
@@ -216,6 +219,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000, help="1 KiB messages")
     parser.add_argument("--cycles", type=int, default=200, help="connect/disconnect cycles")
     parser.add_argument("--profile", action="store_true", help="cProfile the sender")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() before the latency cycles, as `glueberry serve` does after start-up",
+    )
     args = parser.parse_args()
     asyncio.run(receiver() if args.receiver else sender(args))
 
