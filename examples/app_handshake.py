@@ -93,18 +93,25 @@ class HandshakeApp:
         with self.node.handshake_messages() as inbox:
             async for message in inbox:
                 try:
-                    await self._on_message(message.peer_id, json.loads(message.data))
+                    parsed = json.loads(message.data)
+                except ValueError:
+                    parsed = {"type": "malformed"}
+                if not isinstance(parsed, dict):
+                    parsed = {"type": "malformed"}
+                try:
+                    await self._on_message(message.peer_id, parsed)
                 except GlueberryError as exc:  # e.g. the peer went away meanwhile
                     self._say(f"handshake with {self.names[message.peer_id]} failed: {exc.code}")
 
     async def _on_message(self, peer: PeerId, message: dict[str, str]) -> None:
         name = self.names[peer]
-        self._say(f"got {message['type']} from {name}")
-        if message["type"] == "hello":
-            key = base64.b64decode(message["public_key"])
-            if message.get("token") != TOKEN or PeerId.from_public_key(key) != peer:
-                self._say(f"refusing {name}: bad token")
-                await self.node.blacklist_peer(peer, reason="bad application token")
+        kind = message.get("type", "malformed")
+        self._say(f"got {kind} from {name}")
+        if kind == "hello":
+            key, problem = _check_hello(peer, message)
+            if problem:
+                self._say(f"refusing {name}: {problem}")
+                await self.node.blacklist_peer(peer, reason=problem)
                 self._event(self.refused, peer).set()
                 return
             await self.node.prepare_streams(peer, key, STREAMS)
@@ -114,13 +121,26 @@ class HandshakeApp:
                 return
             await self._finalize(peer)  # dialer: the peer's hello said "prepared"
             await self._send(peer, {"type": "ready"})
-        elif message["type"] == "ready":
+        elif kind == "ready":
             await self._finalize(peer)
 
     async def _finalize(self, peer: PeerId) -> None:
         await self.node.finalize_handshake(peer)
         self._say(f"finalized {self.names[peer]}: {self.node.connection_state(peer)}")
         self._event(self.established, peer).set()
+
+
+def _check_hello(peer: PeerId, hello: dict[str, str]) -> tuple[bytes, str]:
+    """The peer's public key from its hello, and why the hello is refused ("" if not)."""
+    if hello.get("token") != TOKEN:
+        return b"", "bad token"
+    try:
+        key = base64.b64decode(hello["public_key"], validate=True)
+    except (KeyError, ValueError):
+        return b"", "malformed public key"
+    if len(key) != 32 or PeerId.from_public_key(key) != peer:
+        return b"", "public key does not match the peer id"
+    return key, ""
 
 
 def make_node(tmp: str, name: str) -> Node:
