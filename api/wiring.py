@@ -68,7 +68,7 @@ def load_identity(config: Config) -> tuple[Identity, bool]:
     """
     path: Path = config.key_path
     existed = path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return Identity.load_or_create(path), not existed
 
 

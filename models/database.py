@@ -16,6 +16,7 @@ or :class:`~models.settings.DatabaseSettings`. On SQLite every new connection ge
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,11 @@ def create_engine(
             # One shared connection, or every connection would see its own empty database.
             kwargs.update(poolclass=StaticPool)
         elif not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(database)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The database holds API key hashes, bans and the address book: create it
+            # owner-only (SQLite gives its -wal and -shm files the database's mode).
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         engine = _create_async_engine(url, **kwargs)
         _install_sqlite_hooks(engine, busy_timeout_ms)
         return engine

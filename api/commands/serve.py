@@ -189,7 +189,7 @@ async def serve(settings: Any, *, env_file: str | None = ".env") -> int:
     from models import ApiKeyRepository, SqlRepository, create_engine
 
     config = engine_config(settings, env_file)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     identity, created = load_identity(config)
     if created:
         print(f"created identity key {config.key_path}", file=sys.stderr)

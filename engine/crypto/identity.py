@@ -239,7 +239,7 @@ class Identity:
             with self._seed.view() as view:
                 buf += view
             buf += self._public
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # O_EXCL | 0600 from the start: the key is never on disk with wider rights.
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
