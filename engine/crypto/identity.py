@@ -96,11 +96,18 @@ class PeerId:
         """
         if not isinstance(text, str) or not 0 < len(text) <= _MAX_PEER_ID_TEXT:
             raise InvalidPeerIdError("peer id must be a non-empty string of at most 128 chars")
+        if text != text.strip():
+            # base58's decoder strips trailing white space; a peer id is exact text.
+            raise InvalidPeerIdError(f"peer id has surrounding white space: {text[:64]!r}")
         try:
             raw = base58.b58decode(text)
         except ValueError as exc:
             raise InvalidPeerIdError(f"peer id is not base58btc: {text[:64]!r}") from exc
-        return cls.from_bytes(raw, text=text)
+        peer = cls.from_bytes(raw, text=text)
+        # base58 has one spelling per byte string, so the text parsed is the text form:
+        # keep it, sparing a base58 encode whenever this peer id is rendered.
+        object.__setattr__(peer, "_text", text)
+        return peer
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, text: str | None = None) -> PeerId:

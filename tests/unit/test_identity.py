@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import base58
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -290,3 +291,21 @@ def test_save_where_the_directory_cannot_exist(tmp_path: Path) -> None:
     blocker.write_bytes(b"")  # a file where the key's directory should be
     with pytest.raises(KeyFileError, match="cannot write"):
         Identity.generate().save(blocker / "identity.key")
+
+
+@pytest.mark.parametrize("pad", ["\n", " ", "\t"])
+def test_peer_id_text_with_white_space_is_refused(pad: str) -> None:
+    text = str(Identity.generate().peer_id)
+    for bad in (text + pad, pad + text):
+        with pytest.raises(InvalidPeerIdError, match="white space"):
+            PeerId.from_string(bad)
+
+
+def test_parsed_peer_id_renders_as_the_text_it_was_parsed_from() -> None:
+    peer = Identity.generate().peer_id
+    text = base58.b58encode(peer.multihash).decode()
+    parsed = PeerId.from_string(text)
+    assert parsed == peer
+    assert hash(parsed) == hash(peer)
+    assert str(parsed) == text
+    assert str(PeerId(parsed.multihash)) == text  # computed afresh: the same text
